@@ -1,0 +1,67 @@
+"""Settings of every service, read from ``WORKLETS_*`` environment variables.
+
+Required secrets (the registry's admin token) have no default; ``make dev`` supplies them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.subjects import Names
+
+MiB = 1024 * 1024
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKLETS_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = Field(default="worklets", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    log_level: str = "INFO"
+    # run limits, applied wherever a run request is made
+    default_timeout: float = Field(default=300.0, gt=0)  # seconds, synchronous runs
+    background_timeout: float = Field(default=3600.0, gt=0)  # seconds, background runs
+    max_depth: int = Field(default=8, ge=1)  # nesting of worklet blocks
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(default=1 * MiB, gt=0)
+    sync_wait_margin: float = Field(default=5.0, ge=0)  # seconds waited past a run's timeout
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class RegistrySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8001
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "worklets"
+    admin_token: str = Field(min_length=16)
+    persist_batch: int = Field(default=1000, gt=0)  # events per MongoDB bulk write
+    max_definition_bytes: int = Field(default=1 * MiB, gt=0)
+
+
+class ExecutorSettings(CommonSettings):
+    workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    concurrency: int = Field(default=64, ge=1)  # runs in flight per executor
+    worker_memory_mb: int = Field(default=512, ge=64)
+    worker_user: str = "nobody"  # workers drop to this user when the executor runs as root
+    ack_wait: float = Field(default=30.0, gt=0)  # seconds; in-progress acks keep long runs
+    max_deliveries: int = Field(default=5, ge=1)  # a run redelivered more often fails
+    max_output_bytes: int = Field(default=2 * MiB, gt=0)
+    max_trace_bytes: int = Field(default=2 * MiB, gt=0)
+    block_events: bool = True  # publish block_finished events
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    health_file: str | None = None
+
+
+class SchedulerSettings(CommonSettings):
+    health_file: str | None = None
