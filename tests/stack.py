@@ -12,6 +12,7 @@ import httpx
 
 from cli.servers import SERVICES, Group, Process, free_port, start_service
 from services.common.ids import new_id
+from shared.subjects import Names
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Stack:
         self.extra_env = env
         self.group = Group()
         self.processes: dict[str, Process] = {}
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
 
     @property
     def gateway_url(self) -> str:

@@ -66,7 +66,7 @@ class IndexView(Generic[T]):
             return
         try:
             self._entries[entry.key] = self._decoder.decode(entry.value)
-        except msgspec.ValidationError as err:
+        except msgspec.DecodeError as err:
             log.error("index entry %s does not decode: %s", entry.key, err)
 
     def cached(self, key: str) -> T | None:

@@ -1,0 +1,1 @@
+"""The benchmark behind `make bench` (figures go into the README, never into a test)."""

@@ -1,0 +1,193 @@
+"""`make bench`: the demo worklet through the full HTTP path, on this machine.
+
+Starts nats-server, the MongoDB-wire server and the four services on free ports in a temporary
+directory, deploys the demo worklets, and prints:
+
+- synchronous invoke latency, p50 and p99, one client sending one request at a time;
+- background throughput: runs per second from the first invoke until the registry has recorded
+  every run SUCCEEDED, with 64 concurrent clients;
+- cold start: the first invoke after each of several deploys (median and worst);
+- the floor: a raw NATS request/reply round trip between two connections on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from bench.http import AsyncClient, SyncClient
+from cli.deploy import load_definition
+from cli.servers import free_port, start_mongo, start_nats
+from tests.stack import Servers, Stack
+
+DEMO = Path(__file__).resolve().parent.parent / "cli" / "demo"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+async def nats_floor(url: str, count: int) -> list[float]:
+    server, client = await nats.connect(url), await nats.connect(url)
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    await server.subscribe("bench.echo", cb=echo)
+    await server.flush()
+    samples = []
+    for _ in range(count):
+        t = time.perf_counter()
+        await client.request("bench.echo", b"x" * 64, timeout=5)
+        samples.append(time.perf_counter() - t)
+    await client.close()
+    await server.close()
+    return samples
+
+
+def sync_latency(client: SyncClient, path: str, count: int) -> list[float]:
+    samples = []
+    for i in range(count):
+        t = time.perf_counter()
+        status, body = client.post(path, {"worklet_input": {"name": f"Ada {i}"}})
+        samples.append(time.perf_counter() - t)
+        assert status == 200 and body["success"], body
+    return samples
+
+
+def cold_starts(
+    stack: Stack, app_id: str, client: SyncClient, worklet: dict[str, Any], count: int
+) -> list[float]:
+    samples = []
+    with stack.admin() as admin:
+        for i in range(count):
+            definition = dict(worklet["definition"])
+            blocks = [dict(b) for b in definition["blocks"]]
+            first_code = next(b for b in blocks if b["type"] == "code")
+            first_code["source"] += f"\n# deploy {i} at {time.time()}\n"
+            definition["blocks"] = blocks
+            r = admin.put(f"/v1/applications/{app_id}/worklets/{worklet['id']}", json=definition)
+            assert r.status_code == 200, r.text
+            t = time.perf_counter()
+            status, body = client.post(
+                f"/applications/{app_id}/worklets/{worklet['id']}/invoke",
+                {"worklet_input": {"name": "Ada"}},
+            )
+            samples.append(time.perf_counter() - t)
+            assert status == 200 and body["success"], body
+    return samples
+
+
+async def throughput(
+    stack: Stack, app_id: str, key: str, worklet_id: str, total: int, clients: int, mongo_url: str
+) -> tuple[float, float]:
+    """(invokes accepted per second, runs recorded SUCCEEDED per second)."""
+    path = f"/applications/{app_id}/worklets/{worklet_id}/invoke"
+    remaining = iter(range(total))
+
+    async def client_loop() -> None:
+        client = AsyncClient("127.0.0.1", stack.gateway_port, {"Authorization": f"Api-Key {key}"})
+        for i in remaining:
+            status, body = await client.post(
+                path, {"worklet_input": {"name": f"n{i}"}, "async": True}
+            )
+            assert status == 202, body
+        await client.close()
+
+    runs: Collection[dict[str, Any]] = MongoClient(mongo_url)[stack.prefix]["runs"]
+    query = {
+        "app_id": app_id,
+        "worklet_id": worklet_id,
+        "trigger": "api_async",
+        "status": "SUCCEEDED",
+    }
+    start = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    accepted = time.perf_counter() - start
+    while (done := await asyncio.to_thread(runs.count_documents, query)) < total:
+        await asyncio.sleep(0.05)
+    recorded = time.perf_counter() - start
+    assert done == total
+    return total / accepted, total / recorded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sync", type=int, default=2000, help="synchronous invokes measured")
+    parser.add_argument("--runs", type=int, default=5000, help="background runs measured")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent background clients")
+    parser.add_argument("--cold", type=int, default=10, help="deploys measured for cold start")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="worklets-bench-") as tmp:
+        root = Path(tmp)
+        nats_port, mongo_port = free_port(), free_port()
+        nats_proc = start_nats(root / "nats", nats_port)
+        mongo_proc = start_mongo(root / "mongo", mongo_port)
+        servers = Servers(
+            f"nats://127.0.0.1:{nats_port}", f"mongodb://127.0.0.1:{mongo_port}", root
+        )
+        try:
+            with Stack(servers, root / "stack", WORKLETS_LOG_LEVEL="WARNING") as stack:
+                stack.start_all()
+                app_id, key = stack.create_app("bench")
+                greeter = stack.deploy(app_id, load_definition(DEMO / "greeter.yaml"))
+                hello = stack.deploy(app_id, load_definition(DEMO / "hello.yaml"))
+                del greeter
+                client = SyncClient(
+                    "127.0.0.1", stack.gateway_port, {"Authorization": f"Api-Key {key}"}
+                )
+                path = f"/applications/{app_id}/worklets/{hello['id']}/invoke"
+                sync_latency(client, path, 300)  # warm up workers and caches
+                sync = sync_latency(client, path, args.sync)
+                cold = cold_starts(stack, app_id, client, hello, args.cold)
+                client.close()
+                accepted, recorded = asyncio.run(
+                    throughput(
+                        stack, app_id, key, hello["id"], args.runs, args.clients, servers.mongo_url
+                    )
+                )
+                floor = asyncio.run(nats_floor(servers.nats_url, 2000))
+        finally:
+            mongo_proc.stop()
+            nats_proc.stop()
+
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    print(
+        f"demo worklet `hello` ({len(hello['definition']['blocks'])} blocks, one calls `greeter`)"
+    )
+    print("| measure | result | target |")
+    print("|---|---|---|")
+    print(f"| sync invoke p50 (serial, {args.sync} runs) | {ms(percentile(sync, 0.5))} | ≤ 3 ms |")
+    print(f"| sync invoke p99 | {ms(percentile(sync, 0.99))} | ≤ 15 ms |")
+    print(
+        f"| background runs/s, invoke to SUCCEEDED recorded ({args.runs} runs, {args.clients} clients) | {recorded:.0f} | ≥ 1,000 |"
+    )
+    print(f"| background invokes accepted/s (202) | {accepted:.0f} | |")
+    print(
+        f"| cold start, first invoke after a deploy (median of {args.cold}) | {ms(statistics.median(cold))} | ≤ 100 ms |"
+    )
+    print(f"| cold start, worst | {ms(max(cold))} | |")
+    print(f"| NATS request/reply floor p50 | {ms(percentile(floor, 0.5))} | |")
+    print(f"| NATS request/reply floor p99 | {ms(percentile(floor, 0.99))} | |")
+
+
+if __name__ == "__main__":
+    main()

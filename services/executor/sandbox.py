@@ -1,0 +1,395 @@
+"""A pool of warm worker subprocesses that run user code for the executor.
+
+Each worker serves one call at a time; calls queue for a free worker. The pool remembers
+which block keys each worker has loaded, so a block's source crosses the pipe once per worker.
+A worker that dies, times out or is cancelled mid-call is killed and replaced; only that
+call's run is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from services.executor.confine import Identity, worker_identity
+from services.executor.protocol import (
+    EXIT_MEMORY,
+    HEADER,
+    Call,
+    CallContext,
+    FromWorker,
+    Ready,
+    Result,
+    SecretRequest,
+    SecretValue,
+    frame,
+    from_worker,
+)
+from shared.errors import RunErrorType
+from shared.schemas import RunError
+from shared.settings import ExecutorSettings
+
+log = logging.getLogger(__name__)
+
+SecretLookup = Callable[[str], Awaitable[str | None]]
+
+START_TIMEOUT = 30.0  # seconds a new worker has to say Ready
+EXIT_WAIT = 1.0  # seconds a worker has to exit on its own before SIGKILL
+RESPAWN_BACKOFF = (0.1, 0.5, 2.0, 5.0)
+LOG_ALLOWANCE = 4 * 1024 * 1024  # bytes of logs a frame may carry (the worker keeps 1 Mi chars)
+WORKER_PATH = "/usr/local/bin:/usr/bin:/bin"
+LOADED_LIMIT = 256  # keys remembered per worker (the worker keeps as many)
+HOMES_PREFIX = "worklets-executor-"  # {tmp}/worklets-executor-{pid}-*/worker-*: workers' homes
+
+
+class SandboxError(Exception):
+    """The call could not complete for a reason of the sandbox, not of the user's code."""
+
+    def __init__(self, error: RunError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class WorkerExited(Exception):
+    """The worker closed its answer pipe or broke the protocol."""
+
+
+def sweep_stale_homes(root: Path) -> None:
+    """Remove the worker homes of executors that died without cleaning up (kill -9)."""
+    for path in root.glob(f"{HOMES_PREFIX}*"):
+        try:
+            pid = int(path.name[len(HOMES_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("removing %s, left by executor %d", path, pid)
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # alive, as another user
+            continue
+
+
+def worker_env(home: Path) -> dict[str, str]:
+    """Built from nothing: no WORKLETS_* or any other variable of the executor."""
+    return {
+        "PATH": WORKER_PATH,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
+
+
+@dataclass(eq=False)
+class Worker:
+    popen: subprocess.Popen[bytes]
+    reader: asyncio.StreamReader
+    reading: asyncio.ReadTransport
+    writer: asyncio.WriteTransport
+    home: Path
+    max_frame: int
+    loaded: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def send(self, message: Call | SecretValue) -> None:
+        self.writer.write(frame(message))
+
+    async def receive(self) -> FromWorker:
+        try:
+            header = await self.reader.readexactly(HEADER.size)
+            (size,) = HEADER.unpack(header)
+            if size > self.max_frame:
+                raise WorkerExited(f"frame of {size} bytes")
+            return from_worker.decode(await self.reader.readexactly(size))
+        except asyncio.IncompleteReadError:
+            raise WorkerExited("end of answers") from None
+        except ValueError as err:  # msgspec.DecodeError is a ValueError
+            raise WorkerExited(f"undecodable frame: {err}") from None
+
+    async def call(self, call: Call, secrets: SecretLookup) -> Result:
+        self.send(call)
+        while True:
+            match await self.receive():
+                case Result() as result:
+                    return result
+                case SecretRequest(name=name):
+                    self.send(SecretValue(value=await secrets(name)))
+                case other:
+                    raise WorkerExited(f"unexpected {type(other).__name__}")
+
+    def remember(self, key: str) -> None:
+        self.loaded[key] = None
+        if len(self.loaded) > LOADED_LIMIT:
+            del self.loaded[next(iter(self.loaded))]
+
+    async def stop(self, wait: float = EXIT_WAIT) -> int:
+        """Close its stdin, wait for it to exit (SIGKILL after ``wait``), clean up."""
+        self.writer.close()
+        try:
+            code = await self.exit_code(wait)
+            if code is None:
+                self.popen.kill()
+                code = await self.exit_code(None)
+            assert code is not None
+            return code
+        finally:
+            self.reading.close()
+            await asyncio.to_thread(shutil.rmtree, self.home, True)
+
+    async def exit_code(self, wait: float | None) -> int | None:
+        delay, waited = 0.002, 0.0
+        while (code := self.popen.poll()) is None:
+            if wait is not None and waited >= wait:
+                return None
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)
+        return code
+
+
+def _crash_error(code: int, block: str, memory_mb: int) -> RunError:
+    if code == EXIT_MEMORY:
+        return RunError(
+            type=RunErrorType.MEMORY_LIMIT,
+            message=f"Block {block!r} ran out of memory (limit {memory_mb} MB per worker)",
+            block=block,
+        )
+    if code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    return RunError(
+        type=RunErrorType.WORKER_CRASHED,
+        message=f"The worker running block {block!r} {how}",
+        block=block,
+    )
+
+
+class Pool:
+    """``settings.workers`` warm workers; an async context manager that starts and stops them."""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self._settings = settings
+        self._identity: Identity | None = worker_identity(settings.worker_user)
+        # Last in, first out: sequential calls keep going to the same warm worker.
+        self._idle: asyncio.Queue[Worker] = asyncio.LifoQueue()
+        self._workers: set[Worker] = set()
+        self._respawns: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._max_frame = 2 * settings.max_output_bytes + LOG_ALLOWANCE + 1024 * 1024
+        self._homes: Path | None = None
+
+    async def __aenter__(self) -> Pool:
+        if self._identity is not None and self._identity.uid == 0:
+            log.warning("workers run as root: worker_user %r is root", self._settings.worker_user)
+        await asyncio.to_thread(sweep_stale_homes, Path(tempfile.gettempdir()))
+        homes = Path(tempfile.mkdtemp(prefix=f"{HOMES_PREFIX}{os.getpid()}-"))
+        os.chmod(homes, 0o711)  # a worker can reach its own home, not list the others
+        self._homes = homes
+        try:
+            workers = await asyncio.gather(*(self._spawn() for _ in range(self._settings.workers)))
+        except BaseException:
+            await self.close()
+            raise
+        for worker in workers:
+            self._idle.put_nowait(worker)
+        log.info("%d workers ready (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._respawns:
+            task.cancel()
+        await asyncio.gather(*self._respawns, return_exceptions=True)
+        workers, self._workers = list(self._workers), set()
+        await asyncio.gather(*(w.stop() for w in workers))
+        if self._homes is not None:
+            await asyncio.to_thread(shutil.rmtree, self._homes, True)
+
+    async def _spawn(self) -> Worker:
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=self._homes))
+        if self._identity is not None:
+            os.chown(home, self._identity.uid, self._identity.gid)
+        reply_r, reply_w = os.pipe()
+        request_r, request_w = os.pipe()
+        argv = [
+            sys.executable, "-I", "-B", "-m", "services.executor.worker",
+            "--reply-fd", str(reply_w),
+            "--memory-mb", str(self._settings.worker_memory_mb),
+            "--user", self._settings.worker_user,
+            "--max-output-bytes", str(self._settings.max_output_bytes),
+        ]  # fmt: skip
+        try:
+            # Spawned from the loop's thread on purpose: the worker's parent-death signal fires
+            # when the thread that forked it ends, so not from a pool thread.
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                argv,
+                stdin=request_r,
+                stdout=subprocess.DEVNULL,
+                stderr=None,  # the worker's own failures land in the executor's log
+                env=worker_env(home),
+                cwd=home,
+                pass_fds=(reply_w,),
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(reply_r)
+            os.close(request_w)
+            shutil.rmtree(home, ignore_errors=True)
+            raise
+        finally:
+            os.close(reply_w)
+            os.close(request_r)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        answers = os.fdopen(reply_r, "rb", buffering=0)  # owned by the transports from here
+        requests = os.fdopen(request_w, "wb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), answers
+        )
+        writer, _ = await loop.connect_write_pipe(asyncio.Protocol, requests)
+        worker = Worker(popen, reader, transport, writer, home, self._max_frame)
+        self._workers.add(worker)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                ready = await worker.receive()
+            if not isinstance(ready, Ready):
+                raise WorkerExited(f"expected Ready, got {type(ready).__name__}")
+        except (WorkerExited, TimeoutError) as err:
+            self._workers.discard(worker)
+            code = await worker.stop(0)
+            raise RuntimeError(
+                f"worker {worker.pid} did not start ({err}; exit code {code})"
+            ) from None
+        except BaseException:
+            self._workers.discard(worker)
+            await worker.stop(0)
+            raise
+        log.debug("worker %d ready as uid %d", ready.pid, ready.uid)
+        return worker
+
+    def _replace(self, worker: Worker) -> None:
+        """Stop ``worker`` (already dead or to be killed) and start another in the background."""
+        self._workers.discard(worker)
+        task = asyncio.create_task(self._respawn(worker), name=f"respawn {worker.pid}")
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _respawn(self, old: Worker) -> None:
+        old.popen.kill()
+        await old.stop(0)
+        attempt = 0
+        while not self._closing:
+            try:
+                worker = await self._spawn()
+            except (OSError, RuntimeError) as err:
+                delay = RESPAWN_BACKOFF[min(attempt, len(RESPAWN_BACKOFF) - 1)]
+                log.error("replacing worker %d failed: %s; retrying in %.1fs", old.pid, err, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if self._closing:
+                self._workers.discard(worker)
+                await worker.stop(0)
+                return
+            log.info("worker %d replaced by %d", old.pid, worker.pid)
+            self._idle.put_nowait(worker)
+            return
+
+    async def _take(self, deadline: float) -> Worker:
+        """An idle worker that is still alive (one may die between calls: its threads, OOM)."""
+        while True:
+            if self._idle.empty():
+                async with asyncio.timeout_at(deadline):
+                    worker = await self._idle.get()
+            else:
+                worker = self._idle.get_nowait()
+            if worker.popen.poll() is None and not worker.reader.at_eof():
+                return worker
+            log.warning(
+                "worker %d died while idle (exit code %s)", worker.pid, worker.popen.returncode
+            )
+            self._replace(worker)
+
+    async def call(
+        self,
+        *,
+        key: str,
+        source: str,
+        function: str | None,
+        input: bytes,
+        env: bytes,
+        context: CallContext,
+        deadline: float,
+        secrets: SecretLookup,
+    ) -> Result:
+        """Run one code block. TimeoutError when ``deadline`` (loop time) passes first."""
+        worker = await self._take(deadline)
+        loop = asyncio.get_running_loop()
+        call = Call(
+            key=key,
+            source=None if key in worker.loaded else source,
+            function=function,
+            input=input,
+            env=env,
+            context=context,
+            seconds=max(deadline - loop.time(), 0.0),
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await worker.call(call, secrets)
+                if result.need_source:
+                    call.source = source
+                    result = await worker.call(call, secrets)
+        except WorkerExited as err:
+            code = await worker.exit_code(EXIT_WAIT)
+            if code is None:
+                log.warning(
+                    "run %s: worker %d broke the protocol (%s)", context.run_id, worker.pid, err
+                )
+                code = -signal.SIGKILL
+            self._replace(worker)
+            raise SandboxError(
+                _crash_error(code, context.block_id, self._settings.worker_memory_mb)
+            ) from None
+        except BaseException:  # timeout or cancellation: the worker's state is unknown
+            self._replace(worker)
+            raise
+        if result.loaded:
+            worker.remember(key)
+        else:
+            worker.loaded.pop(key, None)
+        if result.retire:
+            log.info("run %s: worker %d retires after block %s", context.run_id, worker.pid, key)
+            self._replace(worker)
+        else:
+            self._idle.put_nowait(worker)
+        return result

@@ -1,0 +1,90 @@
+"""API keys and worklet heads, answered from memory (the registry's key-value read model)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import nats.errors
+
+from services.common.index import IndexView
+from services.gateway.errors import GatewayError
+from shared.errors import ErrorCode
+from shared.schemas import ApiKeyEntry, WorkletHead
+from shared.subjects import Names, is_id
+
+log = logging.getLogger(__name__)
+
+SCHEME = "api-key"
+MAX_CACHED_HASHES = 10_000
+
+_MALFORMED = "Send the header `Authorization: Api-Key YOUR_API_KEY`"
+
+
+@contextmanager
+def index_unavailable() -> Iterator[None]:
+    """A miss in memory reads the bucket; NATS failing then is a 503, not a 500."""
+    try:
+        yield
+    except (nats.errors.Error, TimeoutError) as err:
+        log.warning("reading the index failed: %r", err)
+        raise GatewayError(
+            ErrorCode.UNAVAILABLE, "The key index is unavailable; try again shortly"
+        ) from None
+
+
+def check_ids(*ids: str) -> None:
+    """Ids from a path go into subjects and keys: anything but a plain id is an unknown route."""
+    for value in ids:
+        if not is_id(value):
+            raise GatewayError(ErrorCode.NOT_FOUND, "No such route")
+
+
+class Access:
+    """Checks a request's key against the application in its path and finds the worklet."""
+
+    def __init__(self, keys: IndexView[ApiKeyEntry], heads: IndexView[WorkletHead]) -> None:
+        self._keys = keys
+        self._heads = heads
+        self._hashes: dict[str, str] = {}  # API key -> key-value key, for keys that exist
+
+    def _entry_key(self, key: str) -> str:
+        cached = self._hashes.get(key)
+        if cached is not None:
+            return cached
+        return Names.key_entry(hashlib.sha256(key.encode()).hexdigest())
+
+    async def check_key(self, header: str | None, app_id: str) -> ApiKeyEntry:
+        """The key's entry; 401 without a known key, 403 for a key of another application."""
+        if not header:
+            raise GatewayError(ErrorCode.UNAUTHORIZED, f"Missing API key. {_MALFORMED}")
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if scheme.lower() != SCHEME or not key:
+            raise GatewayError(
+                ErrorCode.UNAUTHORIZED, f"Malformed Authorization header. {_MALFORMED}"
+            )
+        entry_key = self._entry_key(key)
+        with index_unavailable():
+            entry = await self._keys.get(entry_key)
+        if entry is None:
+            self._hashes.pop(key, None)
+            raise GatewayError(ErrorCode.UNAUTHORIZED, "Unknown or revoked API key")
+        if key not in self._hashes:
+            if len(self._hashes) >= MAX_CACHED_HASHES:
+                self._hashes.clear()
+            self._hashes[key] = entry_key
+        if entry.app_id != app_id:  # said before anything about the worklet is looked up
+            raise GatewayError(
+                ErrorCode.FORBIDDEN, "This API key is not valid for this application"
+            )
+        return entry
+
+    async def worklet(self, app_id: str, worklet_id: str) -> WorkletHead:
+        with index_unavailable():
+            head = await self._heads.get(Names.worklet_head(app_id, worklet_id))
+        if head is None or head.app_id != app_id:
+            raise GatewayError(ErrorCode.NOT_FOUND, f"Worklet {worklet_id} not found")
+        return head

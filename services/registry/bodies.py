@@ -1,0 +1,179 @@
+"""Request and response bodies of the registry API, and reading/writing them with msgspec.
+
+Bodies are read as raw bytes (at most ``max_definition_bytes``) and decoded with msgspec, so
+every mistake is reported with its place, e.g. ``Expected `str`, got `int` - at `$.name```.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import Request
+from fastapi.responses import Response
+from msgspec import Raw, Struct
+
+from services.registry.errors import InvalidRequest, PayloadTooLarge, RegistryError
+from shared.schemas import Definition, Role, Status, Trigger, WorkletSettings, encoder
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- requests
+
+
+class NewApplication(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+
+
+class NewKey(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str = ""
+    role: Role = "admin"
+
+
+class SecretValue(Struct, kw_only=True, forbid_unknown_fields=True):
+    value: str
+
+
+# ---------------------------------------------------------------- answers
+
+
+class Application(Struct, kw_only=True):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class ApplicationList(Struct, kw_only=True):
+    items: list[Application]
+
+
+class CreatedKey(Struct, kw_only=True):
+    id: str
+    name: str
+    role: Role
+    key: str  # shown this once; only its sha256 is stored
+    created_at: datetime
+
+
+class KeyInfo(Struct, kw_only=True):
+    id: str
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class KeyList(Struct, kw_only=True):
+    items: list[KeyInfo]
+
+
+class WorkletSummary(Struct, kw_only=True):
+    id: str
+    name: str
+    version: int
+    settings: WorkletSettings
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkletList(Struct, kw_only=True):
+    items: list[WorkletSummary]
+
+
+class Worklet(Struct, kw_only=True):
+    id: str
+    app_id: str
+    name: str
+    version: int
+    settings: WorkletSettings
+    definition: Definition
+    created_at: datetime
+    updated_at: datetime
+
+
+class VersionInfo(Struct, kw_only=True):
+    version: int
+    name: str
+    created_at: datetime
+
+
+class VersionList(Struct, kw_only=True):
+    items: list[VersionInfo]
+
+
+class SecretInfo(Struct, kw_only=True):
+    name: str
+    updated_at: datetime
+
+
+class SecretList(Struct, kw_only=True):
+    items: list[SecretInfo]
+
+
+class RunSummary(Struct, kw_only=True):
+    run_id: str
+    worklet_id: str
+    version: int
+    trigger: Trigger
+    status: Status
+    latency_ms: int | None = None
+    parent_run_id: str | None = None
+    schedule_id: str | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class RunDetail(RunSummary, kw_only=True):
+    input: Raw  # the worklet input, as the caller sent it
+    worklet_output: Raw
+    error: Raw  # a RunError, or null
+    attempts: int
+    trace: Raw  # a list of BlockTrace: input, output, logs, duration, next, error per block
+
+
+class RunPage(Struct, kw_only=True):
+    items: list[RunSummary]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) anything longer than ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(body: bytes, type_: type[T], error: type[RegistryError] = InvalidRequest) -> T:
+    """Decode JSON ``body`` as ``type_``; ``error`` carries a message that says where."""
+    if not body.strip():
+        raise error("the body is empty; send a JSON object")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as err:
+        message = str(err)
+        raise error(message if " - at `" in message else f"{message} - at `$`") from None
+    except msgspec.DecodeError as err:
+        problem = str(err)
+        if "(byte " not in problem:  # "Input data was truncated": say where it stopped
+            problem = f"{problem} (the body has {len(body)} bytes)"
+        raise error(f"the body is not valid JSON: {problem}") from None
+
+
+def reply(body: Any, status_code: int = 200) -> Response:
+    return Response(encoder.encode(body), status_code=status_code, media_type="application/json")
+
+
+def no_content() -> Response:
+    return Response(status_code=204)

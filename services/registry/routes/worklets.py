@@ -1,0 +1,254 @@
+"""Worklets: every create or update stores a new immutable version, then moves the head.
+
+Writes go in this order, so nothing is half-written after a refusal: the definition is fully
+checked first; the version document is inserted before the head that points at it (and removed
+again if the head cannot be written); then the read model is updated and a notice broadcast.
+A worklet is addressed by its id or, failing that, its name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from services.common.ids import new_id
+from services.registry.auth import ApplicationDep
+from services.registry.bodies import (
+    VersionInfo,
+    VersionList,
+    Worklet,
+    WorkletList,
+    WorkletSummary,
+    decode,
+    no_content,
+    read_body,
+    reply,
+)
+from services.registry.context import Registry, RegistryDep
+from services.registry.errors import Conflict, InvalidDefinition, NotFound
+from services.registry.openapi import doc
+from services.registry.readmodel import definition_of, head_entry, settings_of, version_entry
+from services.registry.store import Document, now_stamp, parse_stamp
+from services.registry.validate import check_definition, worklet_references
+from shared.schemas import Definition, encoder
+from shared.subjects import Names
+
+router = APIRouter(prefix="/v1/applications/{app_id}/worklets", tags=["worklets"])
+
+
+def _version_id(worklet_id: str, version: int) -> str:
+    return f"{worklet_id}.{version}"
+
+
+def _worklet(head: Document, version: Document) -> Worklet:
+    definition = definition_of(version)
+    return Worklet(
+        id=head["_id"],
+        app_id=head["app_id"],
+        name=version["name"],
+        version=version["version"],
+        settings=definition.settings,
+        definition=definition,
+        created_at=parse_stamp(head["created_at"]),
+        updated_at=parse_stamp(version["created_at"]),
+    )
+
+
+async def _find(registry: Registry, app_id: str, ref: str) -> Document:
+    worklets = registry.store.worklets
+    head = await worklets.find_one({"_id": ref, "app_id": app_id})
+    if head is None:
+        head = await worklets.find_one({"app_id": app_id, "name": ref})
+    if head is None:
+        raise NotFound(f"no worklet {ref!r} in this application")
+    return head
+
+
+async def _version(registry: Registry, head: Document, number: int) -> Document:
+    found = await registry.store.versions.find_one({"_id": _version_id(head["_id"], number)})
+    if found is None or number > head["version"]:
+        raise NotFound(f"worklet {head['_id']!r} has no version {number}")
+    return found
+
+
+async def _read_definition(request: Request, registry: Registry, app_id: str) -> Definition:
+    """The body decoded and checked, worklet blocks resolved; or InvalidDefinition."""
+    body = await read_body(request, registry.settings.max_definition_bytes)
+    try:
+        definition = decode(body, Definition, InvalidDefinition)
+    except InvalidDefinition as err:
+        err.block = _block_at(body, err.message)
+        raise
+    known: dict[str, str] = {}
+    for ref in worklet_references(definition):
+        found = await registry.store.worklets.find_one({"_id": ref, "app_id": app_id})
+        found = found or await registry.store.worklets.find_one({"app_id": app_id, "name": ref})
+        if found is not None:
+            known[ref] = found["_id"]
+    return check_definition(definition, known)
+
+
+def _block_at(body: bytes, message: str) -> str | None:
+    """The id of the block a decoding error points into (``$.blocks[3]...``), if it has one."""
+    marker = "at `$.blocks["
+    if marker not in message:
+        return None
+    index = message.split(marker, 1)[1].split("]", 1)[0]
+    try:
+        block = msgspec.json.decode(body)["blocks"][int(index)]
+        return block["id"] if isinstance(block["id"], str) else None
+    except (msgspec.DecodeError, LookupError, TypeError, ValueError):
+        return None
+
+
+async def _publish(registry: Registry, head: Document, version: Document) -> None:
+    await registry.readmodel.put(version_entry(version), head_entry(head))
+    await registry.readmodel.announce(head["app_id"], "worklet", head["_id"], "put")
+
+
+def _documents(
+    app_id: str, worklet_id: str, number: int, definition: Definition, now: str
+) -> tuple[Document, Document]:
+    """The version document and the fields of the head for ``definition``."""
+    version = {
+        "_id": _version_id(worklet_id, number),
+        "app_id": app_id,
+        "worklet_id": worklet_id,
+        "version": number,
+        "name": definition.name,
+        "definition": encoder.encode(definition).decode(),
+        "created_at": now,
+    }
+    head = {
+        "name": definition.name,
+        "version": number,
+        "settings": encoder.encode(definition.settings).decode(),
+        "updated_at": now,
+    }
+    return version, head
+
+
+async def _name_taken(registry: Registry, app_id: str, name: str, worklet_id: str | None) -> None:
+    other = await registry.store.worklets.find_one({"app_id": app_id, "name": name})
+    if other is not None and other["_id"] != worklet_id:
+        raise Conflict(f"a worklet named {name!r} already exists in this application")
+
+
+@router.post("", status_code=201, openapi_extra=doc(body=Definition, answer=Worklet, status=201))
+async def create_worklet(request: Request, app: ApplicationDep, registry: RegistryDep) -> Response:
+    """Create a worklet (version 1) from a definition; 409 if the name is taken."""
+    app_id = app["_id"]
+    definition = await _read_definition(request, registry, app_id)
+    async with registry.writing(app_id):
+        await _name_taken(registry, app_id, definition.name, None)
+        worklet_id, now = new_id(), now_stamp()
+        version, fields = _documents(app_id, worklet_id, 1, definition, now)
+        head = {"_id": worklet_id, "app_id": app_id, **fields, "created_at": now}
+        await registry.store.versions.insert_one(version)
+        try:
+            await registry.store.worklets.insert_one(head)
+        except DuplicateKeyError:
+            await registry.store.versions.delete_one({"_id": version["_id"]})
+            raise Conflict(
+                f"a worklet named {definition.name!r} already exists in this application"
+            ) from None
+        await _publish(registry, head, version)
+    return reply(_worklet(head, version), 201)
+
+
+@router.get("", openapi_extra=doc(answer=WorkletList))
+async def list_worklets(app: ApplicationDep, registry: RegistryDep) -> Response:
+    """The application's worklets with their current version, by name."""
+    cursor = registry.store.worklets.find({"app_id": app["_id"]}).sort("name", ASCENDING)
+    items = [
+        WorkletSummary(
+            id=d["_id"],
+            name=d["name"],
+            version=d["version"],
+            settings=settings_of(d),
+            created_at=parse_stamp(d["created_at"]),
+            updated_at=parse_stamp(d["updated_at"]),
+        )
+        async for d in cursor
+    ]
+    return reply(WorkletList(items=items))
+
+
+@router.get("/{worklet_id}", openapi_extra=doc(answer=Worklet))
+async def get_worklet(
+    worklet_id: str,
+    app: ApplicationDep,
+    registry: RegistryDep,
+    version: Annotated[int | None, Query(ge=1, description="a past version")] = None,
+) -> Response:
+    """The current version of a worklet, or version N with `?version=N`."""
+    head = await _find(registry, app["_id"], worklet_id)
+    found = await _version(registry, head, version if version is not None else head["version"])
+    return reply(_worklet(head, found))
+
+
+@router.get("/{worklet_id}/versions", openapi_extra=doc(answer=VersionList))
+async def list_versions(worklet_id: str, app: ApplicationDep, registry: RegistryDep) -> Response:
+    """Every version of a worklet, newest first."""
+    head = await _find(registry, app["_id"], worklet_id)
+    cursor = registry.store.versions.find(
+        {"worklet_id": head["_id"], "version": {"$lte": head["version"]}}
+    ).sort("version", DESCENDING)
+    items = [
+        VersionInfo(version=d["version"], name=d["name"], created_at=parse_stamp(d["created_at"]))
+        async for d in cursor
+    ]
+    return reply(VersionList(items=items))
+
+
+@router.put("/{worklet_id}", openapi_extra=doc(body=Definition, answer=Worklet))
+async def update_worklet(
+    worklet_id: str, request: Request, app: ApplicationDep, registry: RegistryDep
+) -> Response:
+    """Store a new version; a rename keeps the id (409 if the new name is taken)."""
+    app_id = app["_id"]
+    definition = await _read_definition(request, registry, app_id)
+    async with registry.writing(app_id):
+        head = await _find(registry, app_id, worklet_id)
+        await _name_taken(registry, app_id, definition.name, head["_id"])
+        number = head["version"] + 1
+        version, fields = _documents(app_id, head["_id"], number, definition, now_stamp())
+        try:
+            await registry.store.versions.insert_one(version)
+        except DuplicateKeyError:
+            raise Conflict("the worklet was changed by another request; retry") from None
+        try:
+            moved = await registry.store.worklets.update_one(
+                {"_id": head["_id"], "version": head["version"]}, {"$set": fields}
+            )
+        except DuplicateKeyError:
+            await registry.store.versions.delete_one({"_id": version["_id"]})
+            raise Conflict(
+                f"a worklet named {definition.name!r} already exists in this application"
+            ) from None
+        if moved.matched_count == 0:
+            await registry.store.versions.delete_one({"_id": version["_id"]})
+            raise Conflict("the worklet was changed or deleted by another request; retry")
+        head.update(fields)
+        await _publish(registry, head, version)
+    return reply(_worklet(head, version))
+
+
+@router.delete("/{worklet_id}", status_code=204)
+async def delete_worklet(worklet_id: str, app: ApplicationDep, registry: RegistryDep) -> Response:
+    """Delete a worklet; its versions stay readable by runs already queued."""
+    async with registry.writing(app["_id"]):
+        head = await _find(registry, app["_id"], worklet_id)
+        deleted = await registry.store.worklets.delete_one(
+            {"_id": head["_id"], "app_id": app["_id"]}
+        )
+        if deleted.deleted_count == 0:
+            raise NotFound(f"no worklet {worklet_id!r} in this application")
+        await registry.readmodel.delete(Names.worklet_head(app["_id"], head["_id"]))
+        await registry.readmodel.announce(app["_id"], "worklet", head["_id"], "delete")
+    return no_content()

@@ -1,0 +1,109 @@
+"""A registry restart keeps everything, repairs the read model, and catches up on events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+from pymongo import AsyncMongoClient
+
+from shared.schemas import ApiKeyEntry, Status, WorkletHead, encoder
+from shared.subjects import Names
+from tests.registry.definitions import definition
+from tests.registry.support import client, eventually, kv_entries, new_app, publish
+from tests.registry.test_runs import Run
+from tests.stack import Servers, Stack
+
+
+@pytest.fixture
+def own_registry(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack(servers, tmp_path_factory.mktemp("restart")) as stack:
+        stack.start("registry")
+        yield stack
+
+
+def restart(stack: Stack) -> None:
+    stack.processes["registry"].stop()
+    stack.start("registry")
+
+
+async def test_restart_keeps_everything_and_rebuilds_the_read_model(
+    own_registry: Stack, nc: Client
+) -> None:
+    stack = own_registry
+    names = Names(stack.prefix)
+    kv = await nc.jetstream().key_value(names.index_bucket)
+    async with client(stack, f"Bearer {stack.admin_token}") as admin:
+        app_id, key = await new_app(admin)
+        base = f"/v1/applications/{app_id}"
+        worklet = (await admin.post(f"{base}/worklets", json=definition("w"))).json()
+        await admin.put(f"{base}/worklets/{worklet['id']}", json=definition("w2"))
+        await admin.put(f"{base}/secrets/TOKEN", json={"value": "s3cret"})
+        revoked = (await admin.post(f"{base}/api-keys", json={})).json()
+        await admin.delete(f"{base}/api-keys/{revoked['id']}")
+        gone = (await admin.post(f"{base}/worklets", json=definition("gone"))).json()
+        await admin.delete(f"{base}/worklets/{gone['id']}")
+        before = {
+            path: (await admin.get(f"{base}{path}")).json()
+            for path in ("", "/worklets", "/api-keys", "/secrets")
+        }
+        run = Run(app_id, worklet["id"])
+        await publish(nc, stack.prefix, *run.all())
+        await eventually(
+            lambda: _status(admin, f"{base}/runs/{run.run_id}", "SUCCEEDED"),
+            "the run to be recorded",
+        )
+        entries = await kv_entries(kv, nc, stack.prefix)
+
+    # damage the read model by hand: lose entries, and leave entries MongoDB does not have
+    key_entry = next(k for k in entries if k.startswith("key."))
+    head_entry = names.worklet_head(app_id, worklet["id"])
+    await kv.delete(key_entry)
+    await kv.purge(head_entry)
+    await kv.delete(names.secret(app_id, "TOKEN"))
+    await kv.delete(names.worklet_version(app_id, worklet["id"], 2))
+    stale = ApiKeyEntry(key_id=revoked["id"], app_id=app_id, role="admin")
+    await kv.put(Names.key_entry("0" * 64), encoder.encode(stale))
+    stale_head = WorkletHead(app_id=app_id, worklet_id=gone["id"], name="gone", version=1)
+    await kv.put(names.worklet_head(app_id, gone["id"]), encoder.encode(stale_head))
+    # and events arrive while the registry is down
+    stack.processes["registry"].stop()
+    late = Run(app_id, worklet["id"])
+    await publish(nc, stack.prefix, *late.all())
+    stack.start("registry")
+
+    assert await kv_entries(kv, nc, stack.prefix) == entries
+    head = msgspec.json.decode(entries[head_entry], type=WorkletHead)
+    assert (head.name, head.version) == ("w2", 2)
+    async with client(stack, f"Bearer {stack.admin_token}") as admin:
+        after = {
+            path: (await admin.get(f"{base}{path}")).json()
+            for path in ("", "/worklets", "/api-keys", "/secrets")
+        }
+        assert after == before
+        versions = (await admin.get(f"{base}/worklets/{worklet['id']}/versions")).json()["items"]
+        assert [v["version"] for v in versions] == [2, 1]
+        assert await _status(admin, f"{base}/runs/{run.run_id}", "SUCCEEDED")
+        await eventually(
+            lambda: _status(admin, f"{base}/runs/{late.run_id}", "SUCCEEDED"),
+            "the run published during the restart to be recorded",
+        )
+    async with client(stack, f"Api-Key {key}") as own:
+        assert (await own.get(base)).status_code == 200
+    async with client(stack, f"Api-Key {revoked['key']}") as old:
+        assert (await old.get(base)).status_code == 401
+
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.servers.mongo_url)
+    try:
+        doc = await mongo[stack.prefix]["runs"].find_one({"_id": late.run_id})
+        assert doc is not None and doc["status"] == Status.SUCCEEDED
+    finally:
+        await mongo.close()
+
+
+async def _status(admin: Any, path: str, status: str) -> bool:
+    answer = await admin.get(path)
+    return bool(answer.status_code == 200 and answer.json()["status"] == status)
