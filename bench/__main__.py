@@ -29,6 +29,8 @@ from pymongo.collection import Collection
 from bench.http import AsyncClient, SyncClient
 from cli.deploy import load_definition
 from cli.servers import free_port, start_mongo, start_nats
+from shared.schemas import event_decoder
+from shared.subjects import EVENT_KIND_HEADER, REGISTRY_CONSUMER
 from tests.stack import Servers, Stack
 
 DEMO = Path(__file__).resolve().parent.parent / "cli" / "demo"
@@ -110,20 +112,37 @@ async def throughput(
             assert status == 202, body
         await client.close()
 
-    runs: Collection[dict[str, Any]] = MongoClient(mongo_url)[stack.prefix]["runs"]
-    query = {
-        "app_id": app_id,
-        "worklet_id": worklet_id,
-        "trigger": "api_async",
-        "status": "SUCCEEDED",
-    }
+    nc = await nats.connect(stack.servers.nats_url)
+    js = nc.jetstream()
+    ended = 0
+    all_ended = asyncio.Event()
+
+    async def on_event(msg: Any) -> None:
+        nonlocal ended
+        if msg.headers and msg.headers.get(EVENT_KIND_HEADER) == "succeeded":
+            event = event_decoder.decode(msg.data)
+            if event.trigger == "api_async":
+                ended += 1
+                if ended == total:
+                    all_ended.set()
+
+    sub = await nc.subscribe(stack.names.events(app_id, worklet_id, "*"), cb=on_event)
     start = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(clients)))
     accepted = time.perf_counter() - start
-    while (done := await asyncio.to_thread(runs.count_documents, query)) < total:
-        await asyncio.sleep(0.05)
+    await all_ended.wait()
+    # recorded: the registry has written every event of the stream to MongoDB
+    while True:
+        info = await js.consumer_info(stack.names.events_stream, REGISTRY_CONSUMER)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            break
+        await asyncio.sleep(0.02)
     recorded = time.perf_counter() - start
-    assert done == total
+    await sub.unsubscribe()
+    await nc.close()
+    runs: Collection[dict[str, Any]] = MongoClient(mongo_url)[stack.prefix]["runs"]
+    query = {"app_id": app_id, "worklet_id": worklet_id, "trigger": "api_async"}
+    assert runs.count_documents({**query, "status": "SUCCEEDED"}) == total
     return total / accepted, total / recorded
 
 
