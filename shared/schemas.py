@@ -130,6 +130,33 @@ class SecretEntry(Struct, kw_only=True):
     value: str
 
 
+# ---------------------------------------------------------------- schedules
+
+
+class ScheduleSpec(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A worklet's schedule as a user writes it (``PUT .../worklets/{id}/schedule``)."""
+
+    cron: str | None = None  # five fields: minute hour day-of-month month day-of-week
+    every: str | None = None  # "30s", "15m", "1h", "1h30m"; at least one second
+    at: datetime | None = None  # ISO 8601, one-off; without an offset it is in `timezone`
+    timezone: str = "UTC"  # IANA name
+    input: Raw = NULL  # worklet_input of every scheduled run
+    background: bool = True  # scheduled runs are background runs (their longer limit)
+    enabled: bool = True
+    overlap: Literal["skip", "allow"] = "skip"
+
+
+class ScheduleEntry(Struct, kw_only=True):
+    """The read model of one schedule (``schedule.{app}.{worklet}``), which the scheduler follows."""
+
+    schedule_id: str
+    app_id: str
+    worklet_id: str
+    spec: ScheduleSpec
+    anchor: datetime  # origin of an `every` schedule's slots, the same on every replica
+    updated_at: datetime
+
+
 # ---------------------------------------------------------------- runs
 
 

@@ -15,6 +15,9 @@ Key-value bucket {P}_INDEX (the read model the registry maintains from MongoDB):
     worklet.{app}.{worklet}              WorkletHead (current version and settings)
     version.{app}.{worklet}.{n}          WorkletVersion (immutable definition)
     secret.{app}.{name}                  SecretEntry
+    schedule.{app}.{worklet}             ScheduleEntry
+Key-value bucket {P}_SCHEDULER (the scheduler's own state, written by scheduler replicas):
+    last.{schedule}                      the run id of the schedule's last fired slot
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Names:
     @property
     def index_bucket(self) -> str:
         return f"{self.prefix.upper()}_INDEX"
+
+    @property
+    def scheduler_bucket(self) -> str:
+        return f"{self.prefix.upper()}_SCHEDULER"
 
     # subjects
     def runs(self, app: str, worklet: str) -> str:
@@ -102,6 +109,14 @@ class Names:
     @staticmethod
     def secret(app: str, name: str) -> str:
         return f"secret.{app}.{name}"
+
+    @staticmethod
+    def schedule(app: str, worklet: str) -> str:
+        return f"schedule.{app}.{worklet}"
+
+    @staticmethod
+    def last_fired(schedule: str) -> str:
+        return f"last.{schedule}"
 
 
 # Headers

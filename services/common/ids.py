@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
 
@@ -28,3 +30,19 @@ def new_run_id(now: float | None = None) -> str:
     """
     ms = int((time.time() if now is None else now) * 1000)
     return _encode(ms, 10) + _encode(secrets.randbits(80), 16)
+
+
+def slot_key(schedule_id: str, fire_time: datetime) -> str:
+    """``{schedule id}:{fire time in UTC}``: the Nats-Msg-Id of a scheduled run request."""
+    return f"{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"
+
+
+def slot_run_id(schedule_id: str, fire_time: datetime) -> str:
+    """The run id of one schedule slot: the same on every scheduler replica.
+
+    Shaped like ``new_run_id`` (fire time in milliseconds, then 80 bits, here of a hash of the
+    slot), so scheduled runs sort with the others and a slot can never make two run records.
+    """
+    digest = hashlib.sha256(slot_key(schedule_id, fire_time).encode()).digest()
+    ms = int(fire_time.timestamp() * 1000)
+    return _encode(ms, 10) + _encode(int.from_bytes(digest[:10]), 16)
