@@ -19,7 +19,7 @@ from shared.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 EVENTS_MAX_AGE = 7 * 24 * 3600.0  # seconds the EVENTS stream keeps events (MongoDB keeps runs)
-DUPLICATE_WINDOW = 600.0  # seconds; a redelivered run's repeated terminal event is dropped
+DUPLICATE_WINDOW = 600.0  # seconds: repeated run requests (scheduler replicas) and terminal events are dropped
 MAX_MSG_BYTES = 8 * 1024 * 1024  # matches max_payload in deploy/nats.conf
 
 
@@ -64,7 +64,7 @@ def stream_configs(settings: CommonSettings) -> list[StreamConfig]:
             subjects=[names.runs_all],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
-            duplicate_window=120.0,
+            duplicate_window=DUPLICATE_WINDOW,
             max_msg_size=MAX_MSG_BYTES,
         ),
         StreamConfig(
