@@ -1,29 +1,44 @@
 """Recording runs: events from the EVENTS stream folded into one MongoDB document per run.
 
-A durable pull consumer (``registry``) delivers events in batches. A batch is decoded and
-folded per run: identity (app, worklet, version, trigger...), *facts* (input and ``queued_at``
-from ``queued``; earliest ``started_at`` and highest ``attempts`` from ``started``) and the
-highest *status* seen, with its outcome (output, error, trace, latency, ``finished_at``).
+A durable pull consumer (``registry``) delivers events; each is folded into what is known of
+its run: identity (app, worklet, version, trigger...), *facts* (input and ``queued_at`` from
+``queued``; earliest ``started_at`` and highest ``attempts`` from ``started``) and the highest
+*status* seen, with its outcome (output, error, trace, latency, ``finished_at``).
 
-Ranks keep a record from moving backwards: QUEUED 1 < RUNNING 2 < terminal 3. Each run is
-written with one upsert filtered on ``{_id, rank: {$lt: new rank}}`` that sets identity on
-insert and facts, status and outcome. That is one operation per run and batch (MongoDB, and
-nx-27017 even more, is the bottleneck of the 1,000 runs/s this must sustain). When the record
-already holds an equal or higher rank (an out-of-order or repeated event), the filter misses,
-the upsert collides with the existing ``_id`` (duplicate key) and changes nothing; only those
-runs get a second unordered bulk write: their facts as a plain update, and the status as an
-update filtered on the rank, which matches only if another writer raced in between. So a
-repeated terminal event changes nothing, and facts arriving late are still recorded.
+**Holding.** Writes, not events, are what cost (nx-27017 spends about as much CPU on a write
+whatever is in it, and more on an update than on an insert), so a run's events wait in memory,
+unacknowledged, until its terminal event arrives or ``HOLD`` seconds after the first of them:
+a quick run's queued, started and terminal events become one insert instead of two or three
+writes. Pollers do not wait for this (the gateway answers them from the EVENTS stream); only
+the runs API sees a queued or running run that much later. The hold is bounded: at most half
+the consumer's ``max_ack_pending`` events wait at once (beyond that the oldest runs are written
+early; the other half is for the batches being fetched and written), and ``HOLD`` is at most a
+quarter of its ``ack_wait``. A fetch also lingers ``LINGER`` seconds after its first event
+(unless the previous fetch was full: a backlog) so that one bulk write and one burst of acks
+serve many runs. ``block_finished`` events need no write (the terminal event carries the
+trace): they are recognised by their ``Worklets-Event`` header and acked at once, undecoded.
+A terminal event's trace is stored as the JSON text it arrived as, never decoded.
 
-The batch is acked after the writes. An undecodable event is logged and terminated; a MongoDB
-failure naks the batch with a delay, so it is redelivered and written again (every write is
-idempotent); a run whose record MongoDB itself refuses is retried the same way, and given up
-(logged, terminated) after ``GIVE_UP_AFTER`` deliveries so it cannot block the others.
-``block_finished`` events need no write (the terminal event carries the trace): they are
-recognised by their ``Worklets-Event`` header and acked without being decoded.
+**Writing.** Ranks keep a record from moving backwards: QUEUED 1 < RUNNING 2 < terminal 3.
+A run whose ``queued`` event is among its held events is new as far as this consumer knows: its
+whole record is inserted (an insert costs nx-27017 much less than an upsert, which first
+queries). Any other run gets one upsert filtered on ``{_id, rank: {$lt: new rank}}`` that sets
+identity on insert and facts, status and outcome. Both fail with a duplicate key when the
+record already exists (the upsert: when it is already at that rank or beyond, an out-of-order
+or repeated event; the insert: a redelivery); only those runs get a second unordered bulk
+write: their facts as a plain update, and the status as an update filtered on the rank. So a
+record never moves backwards, a repeated terminal event changes nothing, and facts arriving
+late are still recorded.
 
-Two stages keep both processes busy: while MongoDB writes one batch, the next is fetched
-(``pull.py``) and decoded. Stopping lets the batches already fetched be written.
+A run's events are acked after its record is written. An undecodable event is logged and
+terminated; a MongoDB failure naks the batch with a delay, so it is redelivered and written
+again (every write is idempotent); a run whose record MongoDB itself refuses is retried the
+same way, and given up (logged, terminated) after ``GIVE_UP_AFTER`` deliveries so it cannot
+block the others. Nothing is acked before it is written, so a crash loses nothing: the server
+redelivers what was held or being written.
+
+Two stages keep both processes busy: while MongoDB writes one batch, the next events are
+fetched (``pull.py``), decoded and held. Stopping writes what was fetched, held runs included.
 """
 
 from __future__ import annotations
@@ -32,60 +47,122 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import msgspec
+from msgspec import Raw
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from services.registry.pull import Puller
 from services.registry.store import Document, Store, stamp
 from shared.schemas import (
+    EVENT_STATUS,
     RANK,
     BlockFinished,
     RunCancelled,
-    RunEvent,
     RunFailed,
     RunQueued,
     RunStarted,
     RunSucceeded,
     RunTimedOut,
-    TerminalEvent,
+    Status,
     encoder,
-    event_decoder,
-    status_of,
 )
 from shared.settings import RegistrySettings
 from shared.subjects import EVENT_KIND_HEADER, REGISTRY_CONSUMER
 
 log = logging.getLogger(__name__)
 
-FETCH_WAIT = 1.0  # seconds a fetch waits for the first event of a batch
+FETCH_WAIT = 1.0  # seconds a fetch waits for the first event when nothing is held
+LINGER = 0.05  # seconds a fetch waits, after its first event, for more
+HOLD = 5.0  # seconds a run's events may wait in memory for its terminal event
 RETRY_DELAY = 2.0  # seconds before a batch that failed to write is redelivered
-ACK_WAIT = 30.0  # seconds the server waits for a batch's acks before redelivering
-STOP_WAIT = 30.0  # seconds allowed to finish the current batch when stopping
+ACK_WAIT = 30.0  # seconds the server waits for an event's ack before redelivering
+STOP_WAIT = 30.0  # seconds allowed to write what was fetched when stopping
 GIVE_UP_AFTER = 10  # deliveries of an event whose record MongoDB keeps refusing
 DUPLICATE_KEY = 11000
+TERMINAL_RANK = 3
+MIN_WAIT = 0.01  # seconds: the shortest long poll (an ``expires`` of 0 would never expire)
+
+Write = InsertOne[Document] | UpdateOne
+
+
+# The terminal events as stored: their trace is kept as the JSON it arrived as (the executor
+# encoded it with ``shared.schemas.encoder``), not decoded into BlockTraces and encoded again.
+# Everything else, and any field added later, is inherited from ``shared.schemas``.
+EMPTY_TRACE = Raw(b"[]")
+
+
+class Succeeded(RunSucceeded, tag="succeeded"):
+    trace: Raw = EMPTY_TRACE  # type: ignore[assignment]
+
+
+class Failed(RunFailed, tag="failed"):
+    trace: Raw = EMPTY_TRACE  # type: ignore[assignment]
+
+
+class TimedOut(RunTimedOut, tag="timed_out"):
+    trace: Raw = EMPTY_TRACE  # type: ignore[assignment]
+
+
+class Cancelled(RunCancelled, tag="cancelled"):
+    trace: Raw = EMPTY_TRACE  # type: ignore[assignment]
+
+
+Ended = Succeeded | Failed | TimedOut | Cancelled
+Event = RunQueued | RunStarted | BlockFinished | Ended
+event_decoder = msgspec.json.Decoder(Event)
+STATUS: dict[type[Event], Status] = {
+    RunQueued: EVENT_STATUS[RunQueued],
+    RunStarted: EVENT_STATUS[RunStarted],
+    BlockFinished: EVENT_STATUS[BlockFinished],
+    Succeeded: EVENT_STATUS[RunSucceeded],
+    Failed: EVENT_STATUS[RunFailed],
+    TimedOut: EVENT_STATUS[RunTimedOut],
+    Cancelled: EVENT_STATUS[RunCancelled],
+}
 
 
 @dataclass
 class RunFold:
-    """What one batch says about one run."""
+    """What the held events say about one run."""
 
     identity: Document
     facts: Document = field(default_factory=dict)
     started_at: str | None = None
     attempts: int | None = None
-    rank: int = 0  # 0: nothing to write (only block_finished events)
+    rank: int = 0  # 0: nothing to write
     outcome: Document = field(default_factory=dict)
 
-    def add(self, event: RunEvent) -> None:
+    @classmethod
+    def of(cls, event: Event) -> RunFold:
+        identity: Document = {
+            "run_id": event.run_id,
+            "app_id": event.app_id,
+            "worklet_id": event.worklet_id,
+            "version": event.version,
+            "trigger": event.trigger,
+        }
+        if event.parent_run_id is not None:
+            identity["parent_run_id"] = event.parent_run_id
+        if event.schedule_id is not None:
+            identity["schedule_id"] = event.schedule_id
+        return cls(identity=identity)
+
+    @property
+    def new(self) -> bool:
+        """Whether the run's queued event is here: then its record is normally not written
+        yet (a redelivery after a crash is the exception, which the insert detects)."""
+        return "queued_at" in self.facts
+
+    def add(self, event: Event) -> None:
         outcome: Document = {}
         match event:
             case BlockFinished():
@@ -98,19 +175,19 @@ class RunFold:
                 at = stamp(event.at)
                 self.started_at = at if self.started_at is None else min(self.started_at, at)
                 self.attempts = max(self.attempts or 0, event.attempt)
-            case RunSucceeded():
+            case Succeeded():
                 outcome = _outcome(event, output=bytes(event.output).decode(), error=None)
-            case RunFailed() | RunTimedOut() | RunCancelled():
+            case Failed() | TimedOut() | Cancelled():
                 outcome = _outcome(event, output=None, error=encoder.encode(event.error).decode())
-        status = status_of(event)
-        if RANK[status] > self.rank:  # only forward: the first terminal event of a batch wins
+        status = STATUS[type(event)]
+        if RANK[status] > self.rank:  # only forward: the first terminal event held wins
             self.rank = RANK[status]
             self.outcome = {"status": status.value, **outcome}
 
 
-def _outcome(event: TerminalEvent, *, output: str | None, error: str | None) -> Document:
+def _outcome(event: Ended, *, output: str | None, error: str | None) -> Document:
     outcome: Document = {
-        "trace": encoder.encode(event.trace).decode(),
+        "trace": bytes(event.trace).decode(),
         "latency_ms": event.latency_ms,
         "finished_at": stamp(event.at),
     }
@@ -120,28 +197,6 @@ def _outcome(event: TerminalEvent, *, output: str | None, error: str | None) -> 
     if error is not None:
         outcome["error"] = error
     return outcome
-
-
-def fold(events: Iterable[RunEvent]) -> dict[str, RunFold]:
-    """Events of a batch, in stream order, per run id."""
-    runs: dict[str, RunFold] = {}
-    for event in events:
-        run = runs.get(event.run_id)
-        if run is None:
-            identity: Document = {
-                "run_id": event.run_id,
-                "app_id": event.app_id,
-                "worklet_id": event.worklet_id,
-                "version": event.version,
-                "trigger": event.trigger,
-            }
-            if event.parent_run_id is not None:
-                identity["parent_run_id"] = event.parent_run_id
-            if event.schedule_id is not None:
-                identity["schedule_id"] = event.schedule_id
-            run = runs[event.run_id] = RunFold(identity=identity)
-        run.add(event)
-    return runs
 
 
 def _facts(run: RunFold) -> Document:
@@ -155,6 +210,16 @@ def _facts(run: RunFold) -> Document:
     return update
 
 
+def document(run_id: str, run: RunFold) -> Document:
+    """The whole record of a run not written yet: what the upsert below would insert."""
+    doc: Document = {"_id": run_id, **run.identity, **run.facts, **run.outcome, "rank": run.rank}
+    if run.started_at is not None:
+        doc["started_at"] = run.started_at
+    if run.attempts is not None:
+        doc["attempts"] = run.attempts
+    return doc
+
+
 def forward_write(run_id: str, run: RunFold) -> UpdateOne:
     """Insert, or move the record forward; a duplicate key if it is already as far."""
     update = _facts(run)
@@ -163,9 +228,14 @@ def forward_write(run_id: str, run: RunFold) -> UpdateOne:
     return UpdateOne({"_id": run_id, "rank": {"$lt": run.rank}}, update, upsert=True)
 
 
+def first_write(run_id: str, run: RunFold) -> Write:
+    """The one write a run normally takes: an insert if it is new, else ``forward_write``."""
+    return InsertOne(document(run_id, run)) if run.new else forward_write(run_id, run)
+
+
 def fallback_writes(run_id: str, run: RunFold) -> list[UpdateOne]:
-    """For a record already at this rank or beyond: its facts, and the status only if a
-    concurrent writer left it behind."""
+    """For a record that already exists: its facts, and the status only if the record is
+    behind (a redelivered new run, or a concurrent writer)."""
     writes = [
         UpdateOne(
             {"_id": run_id, "rank": {"$lt": run.rank}}, {"$set": {**run.outcome, "rank": run.rank}}
@@ -178,13 +248,85 @@ def fallback_writes(run_id: str, run: RunFold) -> list[UpdateOne]:
 
 
 @dataclass
-class Batch:
-    """Fetched events, decoded: what to write, and which messages to ack after."""
+class Held:
+    """One run's events not written yet: their fold, their messages, and until when they may
+    wait for more."""
 
-    size: int
-    runs: dict[str, RunFold] = field(default_factory=dict)
-    owners: list[tuple[Msg, str]] = field(default_factory=list)  # decoded events and their run
-    unwritten: list[Msg] = field(default_factory=list)  # block_finished, known by the header
+    fold: RunFold
+    due: float
+    messages: list[Msg] = field(default_factory=list)
+
+
+class Holding:
+    """Runs whose events wait for their terminal event (``HOLD``), at most ``limit`` events in
+    all. Runs are kept in the order they were first seen, which is also the order they are due."""
+
+    def __init__(self, hold: float, limit: int) -> None:
+        self._hold = hold
+        self._limit = limit
+        self._runs: dict[str, Held] = {}
+        self._ended: list[str] = []  # runs whose terminal event is here
+        self.events = 0
+
+    def add(self, event: Event, msg: Msg, now: float) -> None:
+        held = self._runs.get(event.run_id)
+        if held is None:
+            held = self._runs[event.run_id] = Held(RunFold.of(event), now + self._hold)
+        before = held.fold.rank
+        held.fold.add(event)
+        held.messages.append(msg)
+        self.events += 1
+        if held.fold.rank == TERMINAL_RANK > before:
+            self._ended.append(event.run_id)
+
+    def due(self, now: float) -> dict[str, Held]:
+        """Take the runs to write now: the ended, the due, and the oldest beyond the limit."""
+        ready: dict[str, Held] = {}
+        for run_id in self._ended:
+            ended = self._runs.pop(run_id, None)
+            if ended is not None:
+                ready[run_id] = ended
+                self.events -= len(ended.messages)
+        self._ended.clear()
+        while self._runs:
+            run_id, oldest = next(iter(self._runs.items()))
+            if oldest.due > now and self.events <= self._limit:
+                break
+            ready[run_id] = self._runs.pop(run_id)
+            self.events -= len(oldest.messages)
+        return ready
+
+    def wait(self, now: float, longest: float) -> float:
+        """Seconds until the oldest run is due, at most ``longest``."""
+        if not self._runs:
+            return longest
+        oldest = next(iter(self._runs.values()))
+        return min(longest, max(oldest.due - now, MIN_WAIT))
+
+    def drain(self) -> dict[str, Held]:
+        runs, self._runs, self.events = self._runs, {}, 0
+        self._ended.clear()
+        return runs
+
+
+def hold_bounds(config: ConsumerConfig, batch: int) -> tuple[float, int]:
+    """How long, and how many events, may be held: ``HOLD`` but at most a quarter of the
+    consumer's ack wait (the rest is for writing), and half its ``max_ack_pending`` (the rest
+    is for the batches being fetched and written; the server stops delivering at the limit)."""
+    hold = min(HOLD, (config.ack_wait or ACK_WAIT) / 4)
+    pending = config.max_ack_pending or 0
+    return hold, (pending if pending > 0 else 4 * batch) // 2
+
+
+@dataclass
+class Batch:
+    """Runs to write, with the messages to ack after."""
+
+    runs: dict[str, Held]
+
+    @property
+    def size(self) -> int:
+        return sum(len(held.messages) for held in self.runs.values())
 
 
 class Persister:
@@ -195,6 +337,7 @@ class Persister:
         self._js = nc.jetstream()
         self._store = store
         self._settings = settings
+        self._holding = Holding(HOLD, 2 * settings.persist_batch)  # see ``running``
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -202,7 +345,8 @@ class Persister:
     async def running(self) -> AsyncIterator[Persister]:
         names = self._settings.names
         try:
-            await self._js.consumer_info(names.events_stream, REGISTRY_CONSUMER)
+            info = await self._js.consumer_info(names.events_stream, REGISTRY_CONSUMER)
+            config = info.config
         except NotFoundError:
             config = ConsumerConfig(
                 durable_name=REGISTRY_CONSUMER,
@@ -214,6 +358,7 @@ class Persister:
                 filter_subject=names.events_all,
             )
             await self._js.add_consumer(names.events_stream, config)
+        self._holding = Holding(*hold_bounds(config, self._settings.persist_batch))
         puller = Puller(self._nc, names.events_stream, REGISTRY_CONSUMER)
         await puller.start()
         self._task = asyncio.create_task(self._consume(puller), name="persist events")
@@ -230,16 +375,16 @@ class Persister:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
         except TimeoutError:
-            log.warning("the current batch did not finish in %.0f s; abandoning it", STOP_WAIT)
+            log.warning("the fetched events were not written in %.0f s; abandoning", STOP_WAIT)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _consume(self, puller: Puller) -> None:
-        # Two stages, so MongoDB writes one batch while the next is fetched and decoded.
-        decoded: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
-        reader = asyncio.create_task(self._read(puller, decoded), name="read events")
+        # Two stages, so MongoDB writes one batch while the next events are fetched and held.
+        ready: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read(puller, ready), name="read events")
         try:
-            while (batch := await decoded.get()) is not None:
+            while (batch := await ready.get()) is not None:
                 try:
                     await self.store(batch)
                 except NatsError as err:  # acks lost: the server redelivers after ack_wait
@@ -253,29 +398,38 @@ class Persister:
             await asyncio.gather(reader, return_exceptions=True)
 
     async def _read(self, puller: Puller, out: asyncio.Queue[Batch | None]) -> None:
+        size = self._settings.persist_batch
+        linger = LINGER
         while not self._stopping.is_set():
             try:
-                messages = await puller.fetch(self._settings.persist_batch, FETCH_WAIT)
-                if messages:
-                    await out.put(await self.decode(messages))
+                wait = self._holding.wait(time.monotonic(), FETCH_WAIT)
+                messages = await puller.fetch(size, wait, linger)
+                linger = 0.0 if len(messages) >= size else LINGER  # a backlog: no need to wait
+                await self.hold(messages)
+                runs = self._holding.due(time.monotonic())
+                if runs:
+                    await out.put(Batch(runs))
             except NatsError as err:
                 log.warning("fetching events failed: %s", err)
                 await self._pause()
             except Exception:
                 log.exception("reading events failed")
                 await self._pause()
+        runs = self._holding.drain()  # stopping: what is held is written too
+        if runs:
+            await out.put(Batch(runs))
         await out.put(None)  # after the batches already read: those are still written
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), RETRY_DELAY)
 
-    async def decode(self, messages: list[Msg]) -> Batch:
-        batch = Batch(size=len(messages))
-        events: list[RunEvent] = []
+    async def hold(self, messages: list[Msg]) -> None:
+        """Decode fetched events into the runs held; ack what needs no write."""
+        now = time.monotonic()
         for msg in messages:
             if msg.headers and msg.headers.get(EVENT_KIND_HEADER) == "block_finished":
-                batch.unwritten.append(msg)
+                await msg.ack()
                 continue
             try:
                 event = event_decoder.decode(msg.data)
@@ -283,16 +437,16 @@ class Persister:
                 log.error("terminating undecodable event on %s: %s", msg.subject, err)
                 await msg.term()
                 continue
-            events.append(event)
-            batch.owners.append((msg, event.run_id))
-        batch.runs = fold(events)
-        return batch
+            if isinstance(event, BlockFinished):  # published without its header
+                await msg.ack()
+                continue
+            self._holding.add(event, msg, now)
 
     async def store(self, batch: Batch) -> None:
-        """Write a decoded batch, then ack it (or nak what could not be written)."""
+        """Write a batch's runs, then ack their events (or nak what could not be written)."""
         started = time.perf_counter()
         try:
-            refused = await self.write(batch.runs)
+            refused = await self.write({run_id: held.fold for run_id, held in batch.runs.items()})
         except PyMongoError as err:  # MongoDB as a whole: redeliver the batch later
             log.warning(
                 "writing %d events failed, redelivering in %.0f s: %s",
@@ -300,21 +454,23 @@ class Persister:
                 RETRY_DELAY,
                 err,
             )
-            for msg in [*batch.unwritten, *(m for m, _ in batch.owners)]:
-                await msg.nak(delay=RETRY_DELAY)
+            for held in batch.runs.values():
+                for msg in held.messages:
+                    await msg.nak(delay=RETRY_DELAY)
             await self._pause()
             return
         written_at = time.perf_counter()
-        for msg in batch.unwritten:
-            await msg.ack()
-        for msg, run_id in batch.owners:
+        for run_id, held in batch.runs.items():
             if run_id not in refused:
-                await msg.ack()
-            elif msg.metadata.num_delivered < GIVE_UP_AFTER:
-                await msg.nak(delay=RETRY_DELAY)
-            else:
-                log.error("run %s: giving up recording the event on %s", run_id, msg.subject)
-                await msg.term()
+                for msg in held.messages:
+                    await msg.ack()
+                continue
+            for msg in held.messages:
+                if msg.metadata.num_delivered < GIVE_UP_AFTER:
+                    await msg.nak(delay=RETRY_DELAY)
+                else:
+                    log.error("run %s: giving up recording the event on %s", run_id, msg.subject)
+                    await msg.term()
         log.debug(
             "persisted %d events of %d runs: write %.0f ms, ack %.0f ms",
             batch.size,
@@ -324,13 +480,13 @@ class Persister:
         )
 
     async def write(self, runs: dict[str, RunFold]) -> set[str]:
-        """Write the batch's runs; the ids of runs whose record MongoDB refused."""
+        """Write the runs' records; the ids of runs whose record MongoDB refused."""
         changed = [(run_id, run) for run_id, run in runs.items() if run.rank > 0]
         refused: dict[str, str] = {}
         behind: list[tuple[str, UpdateOne]] = []
-        for index, problem in await self._bulk([forward_write(i, run) for i, run in changed]):
+        for index, problem in await self._bulk([first_write(i, run) for i, run in changed]):
             run_id, run = changed[index]
-            if problem is None:  # duplicate key: the record is already at this rank or beyond
+            if problem is None:  # duplicate key: the record exists (and may be as far already)
                 behind.extend((run_id, op) for op in fallback_writes(run_id, run))
             else:
                 refused[run_id] = problem
@@ -340,7 +496,7 @@ class Persister:
             log.warning("run %s: MongoDB refused its record: %s", run_id, problem)
         return set(refused)
 
-    async def _bulk(self, ops: list[UpdateOne]) -> list[tuple[int, str | None]]:
+    async def _bulk(self, ops: list[Write] | list[UpdateOne]) -> list[tuple[int, str | None]]:
         """An unordered bulk write; (index, None) for each duplicate key, (index, message)
         for each other refused operation."""
         if not ops:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from nats.aio.client import Client
 from pymongo import AsyncMongoClient
 
 from shared.schemas import ApiKeyEntry, Status, WorkletHead, encoder
-from shared.subjects import Names
+from shared.subjects import REGISTRY_CONSUMER, Names
 from tests.registry.definitions import definition
 from tests.registry.support import client, eventually, kv_entries, new_app, publish
 from tests.registry.test_runs import Run
@@ -107,3 +108,69 @@ async def test_restart_keeps_everything_and_rebuilds_the_read_model(
 async def _status(admin: Any, path: str, status: str) -> bool:
     answer = await admin.get(path)
     return bool(answer.status_code == 200 and answer.json()["status"] == status)
+
+
+async def _delivered(nc: Client, stack: Stack) -> None:
+    """Wait until the registry has been sent every event of the stream. Those of a run that
+    has not ended stay unacked in its memory (held) for a few seconds after that."""
+    names = Names(stack.prefix)
+    js = nc.jetstream()
+
+    async def delivered() -> bool:
+        info = await js.consumer_info(names.events_stream, REGISTRY_CONSUMER)
+        return bool(info.num_pending == 0)
+
+    await eventually(delivered, "the registry to receive the events")
+
+
+async def _record(stack: Stack, run_id: str, timeout: float = 15) -> dict[str, Any]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.servers.mongo_url)
+    try:
+        return await eventually(
+            lambda: mongo[stack.prefix]["runs"].find_one({"_id": run_id}),
+            f"run {run_id} to be recorded",
+            timeout,
+        )
+    finally:
+        await mongo.close()
+
+
+async def test_stopping_writes_the_runs_held(own_registry: Stack, nc: Client) -> None:
+    stack = own_registry
+    run = Run("app1", "wk1")
+    await publish(nc, stack.prefix, run.queued(), run.started())
+    await _delivered(nc, stack)
+    stack.processes["registry"].stop()
+    doc = await _record(stack, run.run_id, timeout=1)  # written before it exited
+    assert (doc["status"], doc["attempts"]) == (Status.RUNNING, 1)
+
+
+async def test_runs_held_by_a_crashed_registry_are_recorded(
+    own_registry: Stack, nc: Client
+) -> None:
+    stack = own_registry
+    run = Run("app1", "wk1")
+    await publish(nc, stack.prefix, run.queued(), run.started())
+    await _delivered(nc, stack)
+    registry = stack.processes["registry"]
+    registry.kill(signal.SIGKILL)
+    registry.popen.wait(10)
+    stack.start("registry")
+    await publish(nc, stack.prefix, run.succeeded())
+
+    # the held events come back once their ack wait (30 s) has passed
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.servers.mongo_url)
+
+    async def complete() -> dict[str, Any] | None:
+        doc = await mongo[stack.prefix]["runs"].find_one({"_id": run.run_id})
+        return doc if doc and doc.get("queued_at") and doc.get("started_at") else None
+
+    try:
+        doc = await eventually(complete, "the held events to be redelivered", timeout=90)
+    finally:
+        await mongo.close()
+    assert (doc["status"], doc["queued_at"], doc["started_at"]) == (
+        Status.SUCCEEDED,
+        "2026-01-31T12:00:00.000000Z",
+        "2026-01-31T12:00:01.000000Z",
+    )
