@@ -22,6 +22,7 @@ class ApiError(Exception):
         status: int | None = None,
         code: str | None = None,
         block: str | None = None,
+        field: str | None = None,
         run_id: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -29,12 +30,15 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.block = block
+        self.field = field
         self.run_id = run_id
 
     def __str__(self) -> str:
         text = f"{self.code}: {self.message}" if self.code else self.message
         if self.block:
             text += f" (block `{self.block}`)"
+        if self.field:
+            text += f" (field `{self.field}`)"
         if self.run_id:
             text += f" (run {self.run_id})"
         return text
@@ -52,6 +56,7 @@ def _error_of(response: httpx.Response) -> ApiError:
             status=response.status_code,
             code=str(error.get("code", "")) or None,
             block=error.get("block"),
+            field=error.get("field"),
             run_id=body.get("run_id") if isinstance(body, dict) else None,
         )
     text = response.text.strip()[:500] or response.reason_phrase
@@ -161,15 +166,44 @@ class Registry(_Client):
                     return item
         raise ApiError(f"no worklet `{worklet}` in application {app}", code="not_found")
 
+    # schedules
+    def put_schedule(self, app: str, worklet_id: str, schedule: Json) -> Json:
+        """Create or replace the worklet's schedule."""
+        path = f"/v1/applications/{app}/worklets/{worklet_id}/schedule"
+        answer: Json = self.request("PUT", path, (200, 201), json=schedule)
+        return answer
+
+    def get_schedule(self, app: str, worklet_id: str) -> Json:
+        path = f"/v1/applications/{app}/worklets/{worklet_id}/schedule"
+        found: Json = self.request("GET", path, (200,))
+        return found
+
+    def delete_schedule(self, app: str, worklet_id: str) -> None:
+        self.request("DELETE", f"/v1/applications/{app}/worklets/{worklet_id}/schedule", (204,))
+
+    def list_schedules(self, app: str) -> list[Json]:
+        items: list[Json] = self.request("GET", f"/v1/applications/{app}/schedules", (200,))[
+            "items"
+        ]
+        return items
+
     # runs
     def list_runs(
-        self, app: str, *, worklet_id: str | None, status: str | None, limit: int
+        self,
+        app: str,
+        *,
+        worklet_id: str | None,
+        status: str | None,
+        limit: int,
+        schedule_id: str | None = None,
     ) -> list[Json]:
         params: dict[str, str | int] = {"limit": limit}
         if worklet_id:
             params["worklet_id"] = worklet_id
         if status:
             params["status"] = status
+        if schedule_id:
+            params["schedule_id"] = schedule_id
         path = f"/v1/applications/{app}/runs"
         items: list[Json] = self.request("GET", path, (200,), params=params)["items"]
         return items

@@ -7,6 +7,8 @@ here), which ``worklets dev`` writes: right after ``make dev`` every command wor
     worklets deploy hello.yaml                     create or update a worklet
     worklets invoke hello --input '{"name": "Ada"}' [--async [--wait]] [--trace]
     worklets runs [--worklet hello] [--status FAILED] [--limit 20]
+    worklets schedule set hello --cron '0 9 * * 1-5' [--timezone Europe/Paris] [--input JSON]
+    worklets schedule show|rm hello;  worklets schedule ls
     worklets events                                follow run events (Ctrl-C to stop)
 
 Exit status: 0 on success, 1 when a run or a request failed, 2 for a usage or configuration
@@ -19,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from cli import deploy, devstack, events, invoke, runs
+from cli import deploy, devstack, events, invoke, runs, schedule
 from cli.client import ApiError
 from cli.config import Config, ConfigError, load_config
 from cli.output import error_line
@@ -86,6 +88,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", "-n", type=int, default=20, metavar="N", help="default 20")
     app_option(p)
     json_option(p)
+
+    schedule.add_parser(sub, app_option, json_option)
 
     p = command("events", events.command, "follow run events on NATS, one JSON line each")
     p.add_argument("--worklet", "-w", metavar="W", help="only this worklet (id or name)")

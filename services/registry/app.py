@@ -19,7 +19,7 @@ from services.registry.lookup import RunLookupResponder
 from services.registry.openapi import install_openapi
 from services.registry.persist import Persister
 from services.registry.readmodel import ReadModel
-from services.registry.routes import applications, keys, runs, secrets, worklets
+from services.registry.routes import applications, keys, runs, schedules, secrets, worklets
 from services.registry.store import Document, Store
 from shared.settings import RegistrySettings
 
@@ -56,13 +56,13 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app = FastAPI(
         title="Worklets registry",
         version="1",
-        description="Applications, API keys, worklets, secrets and runs.",
+        description="Applications, API keys, worklets, schedules, secrets and runs.",
         lifespan=lifespan,
         docs_url="/docs",
     )
     app.state.registry = None
     install_error_handlers(app)
-    for router in (applications, keys, worklets, secrets, runs):
+    for router in (applications, keys, worklets, schedules, secrets, runs):
         app.include_router(router.router)
 
     @app.get("/healthz", tags=["health"])

@@ -7,12 +7,12 @@ every mistake is reported with its place, e.g. ``Expected `str`, got `int` - at 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from fastapi import Request
 from fastapi.responses import Response
-from msgspec import Raw, Struct
+from msgspec import UNSET, Raw, Struct, UnsetType
 
 from services.registry.errors import InvalidRequest, PayloadTooLarge, RegistryError
 from shared.schemas import Definition, Role, Status, Trigger, WorkletSettings, encoder
@@ -135,6 +135,38 @@ class RunDetail(RunSummary, kw_only=True):
 class RunPage(Struct, kw_only=True):
     items: list[RunSummary]
     next_cursor: str | None = None
+
+
+class LastRun(Struct, kw_only=True):
+    run_id: str
+    status: Status
+    queued_at: datetime | None = None
+
+
+class Schedule(Struct, kw_only=True):
+    """A worklet's schedule: the ``ScheduleSpec`` as stored (exactly one of ``cron``, ``every``
+    and ``at``), its next fire times in its time zone, and its last scheduled run."""
+
+    worklet_id: str
+    worklet_name: str
+    schedule_id: str
+    cron: str | UnsetType = UNSET
+    every: str | UnsetType = UNSET
+    at: datetime | UnsetType = UNSET
+    timezone: str
+    input: Raw
+    background: bool
+    enabled: bool
+    overlap: Literal["skip", "allow"]
+    next_fire_times: list[datetime]  # the next 5; none when disabled or a past one-off
+    last_run: LastRun | None  # the newest run of this schedule, a skipped slot included
+    skipped: int  # slots skipped because the previous scheduled run was still running
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(Struct, kw_only=True):
+    items: list[Schedule]
 
 
 # ---------------------------------------------------------------- reading and writing

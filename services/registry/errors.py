@@ -2,7 +2,8 @@
 
 Every answer that is not a success is ``{"success": false, "error": {"code", "message"}}`` with
 the status of ``shared.errors.HTTP_STATUS``: the registry's own errors, FastAPI's validation
-errors, Starlette's 404/405, and infrastructure failures (503) alike.
+errors, Starlette's 404/405, and infrastructure failures (503) alike. Definition errors add
+``block`` (the block at fault), schedule errors ``field`` (the field of the body at fault).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from msgspec import Struct
 from nats.errors import Error as NatsError
 from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException
@@ -29,10 +31,11 @@ class RegistryError(Exception):
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, block: str | None = None) -> None:
+    def __init__(self, message: str, *, block: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.block = block
+        self.field = field
 
 
 class Unauthorized(RegistryError):
@@ -59,12 +62,27 @@ class InvalidDefinition(RegistryError):
     code = ErrorCode.INVALID_DEFINITION
 
 
+class InvalidSchedule(InvalidRequest):
+    """A schedule that cannot be used; ``field`` names the part of the body at fault."""
+
+
 class PayloadTooLarge(RegistryError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class Unavailable(RegistryError):
     code = ErrorCode.UNAVAILABLE
+
+
+class FieldErrorDetail(ErrorDetail, kw_only=True, omit_defaults=True):
+    field: str | None = None  # schedules: the field of the body at fault (cron, every, at...)
+
+
+class FieldErrorResponse(Struct, kw_only=True):
+    """The error answer of the schedule routes: ``error.field`` names the field at fault."""
+
+    error: FieldErrorDetail
+    success: bool = False
 
 
 _STATUS_CODES = {
@@ -84,10 +102,12 @@ def error_response(
     message: str,
     *,
     block: str | None = None,
+    field: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     # ErrorResponse omits defaults, and `success: false` must always be there.
-    body = {"success": False, "error": ErrorDetail(code=code, message=message, block=block)}
+    detail = FieldErrorDetail(code=code, message=message, block=block, field=field)
+    body = {"success": False, "error": detail}
     return Response(
         encoder.encode(body),
         status_code=HTTP_STATUS[code],
@@ -105,7 +125,7 @@ async def _registry_error(request: Request, exc: Exception) -> Response:
     headers = (
         {"WWW-Authenticate": "Bearer, Api-Key"} if exc.code is ErrorCode.UNAUTHORIZED else None
     )
-    return error_response(exc.code, exc.message, block=exc.block, headers=headers)
+    return error_response(exc.code, exc.message, block=exc.block, field=exc.field, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -1,4 +1,4 @@
-"""The key-value read model (bucket ``{P}_INDEX``) the gateway and executor answer from.
+"""The key-value read model (bucket ``{P}_INDEX``) the gateway, executor and scheduler follow.
 
 MongoDB is the source of truth; after each write the registry puts the affected entries here
 (or deletes them) and broadcasts a ``ChangeNotice``. At start-up ``rebuild`` rewrites the bucket
@@ -22,6 +22,8 @@ from shared.schemas import (
     ApiKeyEntry,
     ChangeNotice,
     Definition,
+    ScheduleEntry,
+    ScheduleSpec,
     SecretEntry,
     WorkletHead,
     WorkletSettings,
@@ -32,12 +34,14 @@ from shared.subjects import Names
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["application", "key", "worklet", "secret"]
+Kind = Literal["application", "key", "worklet", "secret", "schedule"]
 
 _settings_decoder = msgspec.json.Decoder(WorkletSettings)
 _definition_decoder = msgspec.json.Decoder(Definition)
+_spec_decoder = msgspec.json.Decoder(ScheduleSpec)
 _CONCURRENCY = 64  # key-value puts in flight during a rebuild
-_OWNED_PREFIXES = ("key.", "worklet.", "secret.")  # entries removed when MongoDB lacks them
+# entries removed when MongoDB lacks them
+_OWNED_PREFIXES = ("key.", "worklet.", "secret.", "schedule.")
 
 
 def settings_of(doc: Document) -> WorkletSettings:
@@ -46,6 +50,10 @@ def settings_of(doc: Document) -> WorkletSettings:
 
 def definition_of(doc: Document) -> Definition:
     return _definition_decoder.decode(doc["definition"])
+
+
+def spec_of(doc: Document) -> ScheduleSpec:
+    return _spec_decoder.decode(doc["spec"])
 
 
 # ---------------------------------------------------------------- MongoDB document -> entry
@@ -85,6 +93,21 @@ def secret_entry(doc: Document) -> tuple[str, bytes]:
     return Names.secret(doc["app_id"], doc["name"]), encoder.encode(entry)
 
 
+def schedule_of(doc: Document) -> ScheduleEntry:
+    return ScheduleEntry(
+        schedule_id=doc["schedule_id"],
+        app_id=doc["app_id"],
+        worklet_id=doc["worklet_id"],
+        spec=spec_of(doc),
+        anchor=parse_stamp(doc["anchor"]),
+        updated_at=parse_stamp(doc["updated_at"]),
+    )
+
+
+def schedule_entry(doc: Document) -> tuple[str, bytes]:
+    return Names.schedule(doc["app_id"], doc["worklet_id"]), encoder.encode(schedule_of(doc))
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -111,7 +134,8 @@ class ReadModel:
         await self._nc.publish(self._names.changes(app_id), encoder.encode(notice))
 
     async def rebuild(self, store: Store) -> None:
-        """Rewrite every entry from MongoDB; delete key/worklet/secret entries it lacks."""
+        """Rewrite every entry from MongoDB; delete key/worklet/secret/schedule entries it
+        lacks (a schedule whose worklet is gone counts as lacking)."""
         present = await self._keys()
         wanted: set[str] = set()
 
@@ -126,8 +150,13 @@ class ReadModel:
             await asyncio.gather(*pending)
 
         await put_all([key_entry(d) async for d in store.api_keys.find({"revoked_at": None})])
-        await put_all([head_entry(d) async for d in store.worklets.find({})])
+        heads = [d async for d in store.worklets.find({})]
+        await put_all(head_entry(d) for d in heads)
         await put_all([secret_entry(d) async for d in store.secrets.find({})])
+        worklets = {d["_id"] for d in heads}
+        await put_all(
+            [schedule_entry(d) async for d in store.schedules.find({}) if d["_id"] in worklets]
+        )
         async for batch in _batches(store, 500):
             await put_all(version_entry(d) for d in batch)
 

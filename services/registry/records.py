@@ -8,12 +8,17 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from services.registry.bodies import RunDetail, RunSummary
+from services.registry.bodies import LastRun, RunDetail, RunSummary
 from services.registry.store import Document, maybe_stamp
 from shared.schemas import NULL, RunError, RunState, Status
 
 # Fields of a summary: everything but the (possibly large) JSON texts.
 SUMMARY_FIELDS = {"input": 0, "output": 0, "error": 0, "trace": 0}
+
+# A slot the scheduler skipped (overlap "skip") is recorded as a CANCELLED run whose error
+# (a RunError as JSON text, no spaces: ``{"type":"OverlapSkipped",...}``) has this type.
+OVERLAP_SKIPPED = "OverlapSkipped"
+SKIPPED_ERROR_PATTERN = f'"type":"{OVERLAP_SKIPPED}"'  # inside a JSON string, quotes are \"
 
 _error_decoder = msgspec.json.Decoder(RunError)
 
@@ -40,6 +45,12 @@ def summary(doc: Document) -> RunSummary:
         queued_at=maybe_stamp(doc.get("queued_at")),
         started_at=maybe_stamp(doc.get("started_at")),
         finished_at=maybe_stamp(doc.get("finished_at")),
+    )
+
+
+def last_run(doc: Document) -> LastRun:
+    return LastRun(
+        run_id=doc["_id"], status=_status(doc), queued_at=maybe_stamp(doc.get("queued_at"))
     )
 
 

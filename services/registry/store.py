@@ -11,6 +11,9 @@ Collections (``_id`` is the object's id unless noted):
   ``version``, ``name``, ``definition`` (JSON text), ``created_at``; immutable, kept after delete
 - ``secrets``: ``_id`` = ``{app_id}/{name}``, ``app_id``, ``name``, ``value``, ``updated_at``
 - ``runs``: ``_id`` = ``run_id`` = the run id (see ``persist.py`` for the other fields)
+- ``schedules``: one per worklet, ``_id`` = the worklet id: ``app_id``, ``worklet_id``,
+  ``schedule_id`` (kept by every later PUT), ``spec`` (the ``ScheduleSpec``, JSON text),
+  ``anchor`` (origin of an ``every`` schedule's slots), ``created_at``, ``updated_at``
 
 Portability (nx-27017): user JSON is stored as JSON text, timestamps as fixed-width ISO-8601
 UTC text (``2026-01-31T12:00:00.000000Z``, which sorts by time and survives ``$set``/``$min``;
@@ -81,6 +84,10 @@ class Store:
     def runs(self) -> AsyncCollection[Document]:
         return self.db["runs"]
 
+    @property
+    def schedules(self) -> AsyncCollection[Document]:
+        return self.db["schedules"]
+
     async def create_indexes(self) -> None:
         await self.api_keys.create_indexes(
             [
@@ -102,5 +109,14 @@ class Store:
                     [("app_id", ASCENDING), ("worklet_id", ASCENDING), ("run_id", DESCENDING)]
                 ),
                 IndexModel([("app_id", ASCENDING), ("status", ASCENDING), ("run_id", DESCENDING)]),
+                IndexModel(
+                    [("app_id", ASCENDING), ("schedule_id", ASCENDING), ("run_id", DESCENDING)]
+                ),
+            ]
+        )
+        await self.schedules.create_indexes(
+            [
+                IndexModel([("app_id", ASCENDING)]),
+                IndexModel([("schedule_id", ASCENDING)], unique=True),
             ]
         )

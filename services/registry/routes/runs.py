@@ -26,6 +26,9 @@ async def list_runs(
     registry: RegistryDep,
     worklet_id: Annotated[str | None, Query(description="only runs of this worklet")] = None,
     status: Annotated[Status | None, Query(description="only runs in this status")] = None,
+    schedule_id: Annotated[
+        str | None, Query(description="only runs of this schedule (skipped slots included)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
         str | None, Query(description="`next_cursor` of the previous page: the last run id")
@@ -37,6 +40,8 @@ async def list_runs(
         query["worklet_id"] = worklet_id
     if status is not None:
         query["status"] = status.value
+    if schedule_id:
+        query["schedule_id"] = schedule_id
     if cursor:
         query["run_id"] = {"$lt": cursor}
     found = registry.store.runs.find(query, records.SUMMARY_FIELDS)

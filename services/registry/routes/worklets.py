@@ -59,7 +59,7 @@ def _worklet(head: Document, version: Document) -> Worklet:
     )
 
 
-async def _find(registry: Registry, app_id: str, ref: str) -> Document:
+async def find_worklet(registry: Registry, app_id: str, ref: str) -> Document:
     worklets = registry.store.worklets
     head = await worklets.find_one({"_id": ref, "app_id": app_id})
     if head is None:
@@ -187,7 +187,7 @@ async def get_worklet(
     version: Annotated[int | None, Query(ge=1, description="a past version")] = None,
 ) -> Response:
     """The current version of a worklet, or version N with `?version=N`."""
-    head = await _find(registry, app["_id"], worklet_id)
+    head = await find_worklet(registry, app["_id"], worklet_id)
     found = await _version(registry, head, version if version is not None else head["version"])
     return reply(_worklet(head, found))
 
@@ -195,7 +195,7 @@ async def get_worklet(
 @router.get("/{worklet_id}/versions", openapi_extra=doc(answer=VersionList))
 async def list_versions(worklet_id: str, app: ApplicationDep, registry: RegistryDep) -> Response:
     """Every version of a worklet, newest first."""
-    head = await _find(registry, app["_id"], worklet_id)
+    head = await find_worklet(registry, app["_id"], worklet_id)
     cursor = registry.store.versions.find(
         {"worklet_id": head["_id"], "version": {"$lte": head["version"]}}
     ).sort("version", DESCENDING)
@@ -214,7 +214,7 @@ async def update_worklet(
     app_id = app["_id"]
     definition = await _read_definition(request, registry, app_id)
     async with registry.writing(app_id):
-        head = await _find(registry, app_id, worklet_id)
+        head = await find_worklet(registry, app_id, worklet_id)
         await _name_taken(registry, app_id, definition.name, head["_id"])
         number = head["version"] + 1
         version, fields = _documents(app_id, head["_id"], number, definition, now_stamp())
@@ -241,14 +241,20 @@ async def update_worklet(
 
 @router.delete("/{worklet_id}", status_code=204)
 async def delete_worklet(worklet_id: str, app: ApplicationDep, registry: RegistryDep) -> Response:
-    """Delete a worklet; its versions stay readable by runs already queued."""
-    async with registry.writing(app["_id"]):
-        head = await _find(registry, app["_id"], worklet_id)
-        deleted = await registry.store.worklets.delete_one(
-            {"_id": head["_id"], "app_id": app["_id"]}
-        )
+    """Delete a worklet and its schedule; its versions stay readable by runs already queued."""
+    app_id = app["_id"]
+    async with registry.writing(app_id):
+        head = await find_worklet(registry, app_id, worklet_id)
+        # the schedule first: a crash in between leaves a worklet without a schedule, never
+        # a schedule without a worklet
+        unscheduled = await registry.store.schedules.delete_one({"_id": head["_id"]})
+        deleted = await registry.store.worklets.delete_one({"_id": head["_id"], "app_id": app_id})
         if deleted.deleted_count == 0:
             raise NotFound(f"no worklet {worklet_id!r} in this application")
-        await registry.readmodel.delete(Names.worklet_head(app["_id"], head["_id"]))
-        await registry.readmodel.announce(app["_id"], "worklet", head["_id"], "delete")
+        if unscheduled.deleted_count:
+            await registry.readmodel.delete(Names.schedule(app_id, head["_id"]))
+        await registry.readmodel.delete(Names.worklet_head(app_id, head["_id"]))
+        if unscheduled.deleted_count:
+            await registry.readmodel.announce(app_id, "schedule", head["_id"], "delete")
+        await registry.readmodel.announce(app_id, "worklet", head["_id"], "delete")
     return no_content()
