@@ -53,6 +53,7 @@ class RunErrorType(StrEnum):
     REDELIVERY_LIMIT = "RedeliveryLimit"
     CANCELLED = "Cancelled"
     INVALID_CONDITION = "InvalidCondition"
+    OVERLAP_SKIPPED = "OverlapSkipped"  # a schedule slot skipped: its previous run still ran
 
 
 class ErrorDetail(Struct, kw_only=True, omit_defaults=True):
