@@ -65,3 +65,7 @@ class ExecutorSettings(CommonSettings):
 
 class SchedulerSettings(CommonSettings):
     health_file: str | None = None
+    # seconds a slot may be fired late (a scheduler that was down briefly fires it once on
+    # start); below the RUNS stream's 10-minute duplicate window, which keeps replicas and
+    # late firings from queueing a slot twice
+    misfire_grace: float = Field(default=60.0, gt=0, lt=600)

@@ -19,7 +19,9 @@ from shared.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 EVENTS_MAX_AGE = 7 * 24 * 3600.0  # seconds the EVENTS stream keeps events (MongoDB keeps runs)
-DUPLICATE_WINDOW = 600.0  # seconds: repeated run requests (scheduler replicas) and terminal events are dropped
+DUPLICATE_WINDOW = (
+    600.0  # seconds: repeated run requests (scheduler replicas) and terminal events are dropped
+)
 MAX_MSG_BYTES = 8 * 1024 * 1024  # matches max_payload in deploy/nats.conf
 
 

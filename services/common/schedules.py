@@ -8,12 +8,16 @@ a time that occurs twice fires on its first occurrence only; when clocks go forw
 that does not exist fires at the same instant of the previous offset (one hour later on the
 wall clock), so no slot is lost. A cron whose hour field is ``*`` (or a step such as ``*/2``)
 fires by real time through the change, like an interval.
+
+Cron expressions mean what crontab means: days of the week count from Sunday (0 or 7), which
+APScheduler 3 alone would count from Monday (see ``crontab``).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
@@ -59,6 +63,53 @@ def localize(at: datetime, tz: tzinfo) -> datetime:
     return at.replace(tzinfo=tz) if at.tzinfo is None else at
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's 0 (and 7) is Sunday
+
+
+def crontab(expr: str) -> str:
+    """``expr`` as APScheduler 3 must read it to mean what crontab means.
+
+    APScheduler 3 numbers days of the week from Monday (0) where crontab numbers them from
+    Sunday (0 or 7), so ``0 9 * * 1-5`` would fire Tuesday to Saturday. The day-of-week field
+    is rewritten as the names of its days (``mon,tue,wed,thu,fri``); ValueError if it is not a
+    crontab day-of-week field. Other fields are left to APScheduler.
+    """
+    fields = expr.split()
+    if len(fields) != 5 or fields[4] in ("*", "?"):
+        return expr  # from_crontab reports a wrong field count
+    days: set[int] = set()
+    for part in fields[4].lower().split(","):
+        spec, slash, step_text = part.partition("/")
+        step = _number(step_text, "step") if slash else 1
+        if spec == "*":
+            first, last = 0, 6
+        elif "-" in spec:
+            start, _, end = spec.partition("-")
+            first, last = _weekday(start), _weekday(end)
+        else:
+            first = _weekday(spec)
+            last = 6 if slash else first  # "1/2": from Monday on, every other day
+        if last < first or step < 1:
+            raise ValueError(f"day of week {part!r} is not a crontab range")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return " ".join([*fields[:4], ",".join(_WEEKDAYS[day] for day in sorted(days))])
+
+
+def _weekday(token: str) -> int:
+    if token in _WEEKDAYS:
+        return _WEEKDAYS.index(token)
+    day = _number(token, "day of week")
+    if day > 7:
+        raise ValueError(f"day of week {token!r} is not 0-7 or sun-sat")
+    return day
+
+
+def _number(token: str, what: str) -> int:
+    if not token.isdigit():
+        raise ValueError(f"{what} {token!r} is not a number")
+    return int(token)
+
+
 def validate(spec: ScheduleSpec, now: datetime) -> None:
     """Raise ScheduleError naming the field at fault, or return if the schedule can be used."""
     given = [name for name in ("cron", "every", "at") if getattr(spec, name) is not None]
@@ -71,7 +122,7 @@ def validate(spec: ScheduleSpec, now: datetime) -> None:
     tz = zone(spec.timezone)
     if spec.cron is not None:
         try:
-            CronTrigger.from_crontab(spec.cron, timezone=tz)
+            CronTrigger.from_crontab(crontab(spec.cron), timezone=tz)
         except ValueError as err:
             raise ScheduleError("cron", f"bad cron expression {spec.cron!r}: {err}") from None
     elif spec.every is not None:
@@ -86,17 +137,64 @@ def validate(spec: ScheduleSpec, now: datetime) -> None:
 
 
 class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
-    """A cron trigger that fires a repeated wall-clock time once (see the module docstring)."""
+    """A cron trigger that follows the daylight-saving rules of the module docstring.
+
+    APScheduler 3.11's own CronTrigger does its arithmetic on aware datetimes and gets some
+    transitions wrong: it skips the first midnight after clocks go forward in Europe/Paris and
+    America/New_York, and started just after a gap it misses the slot moved out of that gap,
+    so a replica (re)started there would disagree with one that ran through. Here the cron
+    fields are matched on naive wall-clock times (a CronTrigger in UTC, which has no
+    transitions) and each matching wall-clock time is then mapped to its instants: one
+    normally, the pre-transition offset in a gap, the first (fixed hours) or both occurrences
+    in a fold. The next fire time is the earliest such instant at or after the floor.
+    """
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__(**fields)
+        wall_fields = {k: v for k, v in fields.items() if k not in _NOT_FIELDS}
+        self._wall = CronTrigger(**wall_fields, timezone=UTC)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
-        while fire is not None and fire.fold == 1 and _fixed_hours(self) and _ambiguous(fire):
-            # step in UTC: wall-clock arithmetic would drop the fold and go back an hour
-            after = (fire.astimezone(UTC) + timedelta(microseconds=1)).astimezone(fire.tzinfo)
-            fire = super().get_next_fire_time(fire, after)
-        return fire
+        if previous_fire_time is not None:  # strictly after the previous slot
+            floor = previous_fire_time.astimezone(UTC) + timedelta(microseconds=1)
+        else:
+            floor = now.astimezone(UTC)
+        wall = floor.astimezone(self.timezone).replace(tzinfo=None)
+        if not self._steady(floor):  # a gap or fold nearby: earlier wall times may map later
+            wall -= _AROUND
+        best: datetime | None = None
+        best_wall = wall
+        candidate: datetime | None = self._wall.get_next_fire_time(None, wall.replace(tzinfo=UTC))
+        while candidate is not None:
+            naive = candidate.replace(tzinfo=None)
+            if best is not None and (naive > best_wall + _AROUND or self._steady(best)):
+                break  # no later wall-clock time can map to an earlier instant
+            for instant in self._instants(naive):
+                if instant >= floor and (best is None or instant < best):
+                    best, best_wall = instant, naive
+            candidate = self._wall.get_next_fire_time(candidate, candidate)
+        return None if best is None else best.astimezone(self.timezone)
+
+    def _steady(self, instant: datetime) -> bool:
+        """No clock change within ``_AROUND`` of ``instant``."""
+        before = (instant - _AROUND).astimezone(self.timezone).utcoffset()
+        return before == (instant + _AROUND).astimezone(self.timezone).utcoffset()
+
+    def _instants(self, wall: datetime) -> list[datetime]:
+        """The instants (UTC) at which the wall-clock time ``wall`` fires."""
+        first = wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
+        second = wall.replace(tzinfo=self.timezone, fold=1).astimezone(UTC)
+        if first == second:
+            return [first]
+        if first.astimezone(self.timezone).replace(tzinfo=None) != wall:
+            return [first]  # in a gap: fold 0 carries the offset before the change
+        return [first] if _fixed_hours(self) else [first, second]
+
+
+_NOT_FIELDS = ("timezone", "start_date", "end_date", "jitter")
+_AROUND = timedelta(hours=3)  # more than any daylight-saving shift (at most two hours)
 
 
 def _fixed_hours(trigger: CronTrigger) -> bool:
@@ -104,15 +202,11 @@ def _fixed_hours(trigger: CronTrigger) -> bool:
     return not str(hour).startswith("*")
 
 
-def _ambiguous(moment: datetime) -> bool:
-    return moment.replace(fold=0).utcoffset() != moment.replace(fold=1).utcoffset()
-
-
 def trigger(entry: ScheduleEntry) -> BaseTrigger:
     spec = entry.spec
     tz = zone(spec.timezone)
     if spec.cron is not None:
-        cron: BaseTrigger = WallClockCronTrigger.from_crontab(spec.cron, timezone=tz)
+        cron: BaseTrigger = WallClockCronTrigger.from_crontab(crontab(spec.cron), timezone=tz)
         return cron
     if spec.every is not None:
         interval = parse_every(spec.every)
