@@ -157,6 +157,64 @@ class ScheduleEntry(Struct, kw_only=True):
     updated_at: datetime
 
 
+# ---------------------------------------------------------------- views
+
+ComponentType = Literal[
+    "text_input", "number_input", "select", "checkbox", "button", "text", "table", "json", "image"
+]
+
+
+class Handler(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """On a component event: invoke a worklet with an input built from other components, then
+    assign (parts of) its output to components."""
+
+    worklet: str  # id or name of a worklet of the view's application
+    worklet_id: str | None = None  # resolved by the registry when the view is saved
+    # JSON template: a string "{{component.value}}" is replaced by that value (keeping its type);
+    # inside a longer string it is replaced by its text.
+    input: Raw = NULL
+    # target component id -> path in the output ("" = the whole output, "rows", "items.0.name")
+    assign: dict[str, str] = field(default_factory=dict)
+
+
+class Binding(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A component's value is a worklet's output, run again when an input it uses changes."""
+
+    worklet: str
+    worklet_id: str | None = None
+    input: Raw = NULL  # JSON template, as for Handler
+    path: str = ""  # the part of the output that becomes the value
+    debounce_ms: int = 250
+
+
+class Component(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    id: str
+    type: ComponentType
+    label: str = ""
+    value: Raw = NULL  # the initial value (text, number, bool, list of rows, JSON, image URL)
+    placeholder: str = ""
+    options: list[Raw] = field(default_factory=list)  # select: values or {"label", "value"}
+    columns: list[str] | None = None  # table: column order (default: the keys of the rows)
+    on: dict[str, Handler] = field(default_factory=dict)  # "click", "submit", "change"
+    binding: Binding | None = None
+
+
+class ViewDefinition(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    title: str = ""
+    description: str = ""
+    components: list[Component]
+
+
+class ViewEntry(Struct, kw_only=True):
+    """The read model of one view (``view.{app}.{view}``), served by the gateway."""
+
+    app_id: str
+    view_id: str
+    definition: ViewDefinition  # worklet references resolved to ids
+    updated_at: datetime
+
+
 # ---------------------------------------------------------------- runs
 
 

@@ -16,6 +16,7 @@ Key-value bucket {P}_INDEX (the read model the registry maintains from MongoDB):
     version.{app}.{worklet}.{n}          WorkletVersion (immutable definition)
     secret.{app}.{name}                  SecretEntry
     schedule.{app}.{worklet}             ScheduleEntry
+    view.{app}.{view}                    ViewEntry
 Key-value bucket {P}_SCHEDULER (the scheduler's own state, written by scheduler replicas):
     last.{schedule}                      the run id of the schedule's last fired slot
 """
@@ -113,6 +114,10 @@ class Names:
     @staticmethod
     def schedule(app: str, worklet: str) -> str:
         return f"schedule.{app}.{worklet}"
+
+    @staticmethod
+    def view(app: str, view: str) -> str:
+        return f"view.{app}.{view}"
 
     @staticmethod
     def last_fired(schedule: str) -> str:
