@@ -20,6 +20,7 @@ from services.common.bus import index_bucket, nats_connection
 from services.common.health import heartbeat
 from services.common.index import IndexView
 from services.common.logs import setup_logging
+from services.common.wire import Wire
 from services.executor.confine import make_undumpable
 from services.executor.consumer import Consumer
 from services.executor.events import Events
@@ -55,15 +56,18 @@ async def serve(settings: ExecutorSettings) -> None:
         secrets = await stack.enter_async_context(watching(IndexView(kv, "secret.>", SecretEntry)))
         versions = IndexView(kv, "version.>", WorkletVersion, watch=False)  # immutable
         pool = await stack.enter_async_context(Pool(settings))
+        wire = Wire(nc)
+        await wire.start()
+        stack.push_async_callback(wire.stop)
         runtime = Runtime(
             settings=settings,
-            events=Events(nc, settings, executor_id),
+            events=Events(wire, settings, executor_id),
             pool=pool,
             versions=versions,
             heads=heads,
             secrets=secrets,
         )
-        consumer = Consumer(js, settings, runtime)
+        consumer = Consumer(nc, settings, runtime, wire)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.stop)

@@ -19,7 +19,7 @@ from msgspec import Raw
 
 from services.common.ids import new_run_id
 from services.common.index import IndexView
-from services.executor.events import Events, RunEvents, kind, meta, now
+from services.executor.events import Ending, Events, RunEvents, kind, meta, now
 from services.executor.graph import Graph, Graphs
 from services.executor.protocol import EMPTY_ENV, CallContext
 from services.executor.sandbox import Pool, SandboxError
@@ -67,6 +67,15 @@ async def shielded(work: Awaitable[T]) -> T:
         raise
 
 
+def _loop_now() -> float:
+    """The event loop's time, caught up with the clock: uvloop reads it (coarsely) once per
+    iteration, so it can lag by a few milliseconds, and a deadline counted from it would cut a
+    run short of its timeout."""
+    now = asyncio.get_running_loop().time()
+    lag = time.monotonic() - now
+    return now + lag if 0 < lag < 1 else now  # only when both read the same clock
+
+
 def seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -94,6 +103,9 @@ class Run:
     events: RunEvents
     started: float = field(default_factory=time.perf_counter)
     env: bytes = EMPTY_ENV
+    # Ends of its child runs (and theirs) not yet acknowledged: they go out with this run's
+    # events, ahead of its own end, and are awaited with it. A child shares its parent's list.
+    ends: list[Ending] = field(default_factory=list)
     _env_value: tuple[bytes, Any] | None = None
 
     @property
@@ -132,24 +144,31 @@ class Runtime:
     # ------------------------------------------------------------ a run's life
 
     async def start(
-        self, request: RunRequest, attempt: int, version: WorkletVersion | None = None
+        self,
+        request: RunRequest,
+        attempt: int,
+        version: WorkletVersion | None = None,
+        parent: Run | None = None,
     ) -> Run:
         """Publish RunStarted and find the version. Transport errors propagate (not started).
 
-        ``version`` is given for child runs, which also get the RunQueued a gateway would send.
+        ``version`` and ``parent`` are given for child runs, which also get the RunQueued a
+        gateway would send.
         """
         started = time.perf_counter()
-        deadline = asyncio.get_running_loop().time() + request.timeout
+        deadline = _loop_now() + request.timeout
         events = self._events.of(request)
         if version is not None:
-            await events.queued()
-        await events.started(attempt)
+            events.queued()
+        events.started(attempt)
         key = Names.worklet_version(request.app_id, request.worklet_id, request.version)
         if version is None:
             version = await self._versions.get(key)
         graph = None if version is None else self._graphs.get(key, version)
         trace = Trace(self._settings.max_trace_bytes)
         run = Run(request, attempt, graph, deadline, trace, events, started)
+        if parent is not None:
+            run.ends = parent.ends
         log.debug("run %s: started, attempt %d", run.id, attempt)
         return run
 
@@ -195,14 +214,27 @@ class Runtime:
         return event
 
     async def finish(self, run: Run, event: TerminalEvent) -> None:
-        """Store the terminal event, then hand it to a waiting caller."""
-        payload = await run.events.end(event)
-        await self._events.reply(run.request, kind(event), payload)
+        """Store the terminal event (its child runs' ends are ahead of it on the connection,
+        and stored too before this returns), then hand it to a waiting caller. Raises a
+        transport error when an end could not be stored."""
+        ends = run.ends
+        try:
+            own = run.events.end(event)
+            ends.append(own)
+            while ends:
+                await ends[0].wait()
+                del ends[0]
+        except BaseException:
+            for ending in ends:
+                ending.abandon()
+            ends.clear()
+            raise
+        self._events.reply(run.request, kind(event), own.payload)
         log.debug("run %s: %s in %d ms", run.id, type(event).__name__, event.latency_ms)
 
-    async def resend(self, request: RunRequest, event: TerminalEvent, payload: bytes) -> None:
+    def resend(self, request: RunRequest, event: TerminalEvent, payload: bytes) -> None:
         """A redelivered run that had ended: its caller may still wait for the answer."""
-        await self._events.reply(request, kind(event), payload)
+        self._events.reply(request, kind(event), payload)
 
     def give_up(self, request: RunRequest, attempt: int) -> tuple[Run, TerminalEvent]:
         """A run delivered too often: it ends FAILED without running again."""
@@ -267,16 +299,16 @@ class Runtime:
             if end.error.block is None:
                 end.error.block = block.id
             trace.error = end.error
-            await self._record(run, trace, began)
+            self._record(run, trace, began)
             raise
         trace.output = Raw(output)
         trace.next = following
-        await self._record(run, trace, began)
+        self._record(run, trace, began)
         return following, output
 
-    async def _record(self, run: Run, trace: BlockTrace, began: float) -> None:
+    def _record(self, run: Run, trace: BlockTrace, began: float) -> None:
         trace.duration_ms = round((time.perf_counter() - began) * 1000, 3)
-        await run.events.block(run.trace.add(trace))
+        run.events.block(run.trace.add(trace))
 
     async def _code(
         self, run: Run, graph: Graph, block: CodeBlock, value: bytes, trace: BlockTrace
@@ -364,7 +396,7 @@ class Runtime:
                 f"Block {block.id!r} calls worklet {block.worklet!r}, which does not exist",
             )
         own = head.settings.timeout or self._settings.default_timeout
-        remaining = run.deadline - asyncio.get_running_loop().time()
+        remaining = run.deadline - _loop_now()
         request = RunRequest(
             run_id=new_run_id(),
             app_id=parent.app_id,
@@ -380,9 +412,11 @@ class Runtime:
         )
         trace.child_run_id = request.run_id
         log.debug("run %s: block %s starts child run %s", run.id, block.id, request.run_id)
-        child = await self.start(request, 1, version)
+        child = await self.start(request, 1, version, parent=run)
         ended = await self.execute(child)
-        await shielded(self.finish(child, ended))
+        # Sent with the parent's events (now, if they are released), ahead of the parent's end;
+        # acknowledged before the parent's caller is answered (``finish``).
+        run.ends.append(child.events.end(ended, parent=run.events))
         match ended:
             case RunSucceeded(output=output):
                 return bytes(output)

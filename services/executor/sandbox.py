@@ -16,10 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from services.executor.confine import Identity, worker_identity
 from services.executor.protocol import (
@@ -64,6 +66,100 @@ class WorkerExited(Exception):
     """The worker closed its answer pipe or broke the protocol."""
 
 
+class Answers(asyncio.Protocol):
+    """The worker's answer pipe: frames are decoded as they complete and kept for ``receive``.
+
+    One frame usually arrives in one read, and is decoded straight from it.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+        self._frames: deque[FromWorker] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._broken: str | None = None  # why no more frames will come
+
+    @property
+    def at_eof(self) -> bool:
+        return self._broken is not None and not self._frames
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken is not None:
+            return
+        buffer = self._buffer
+        if not buffer and len(data) >= HEADER.size:
+            (size,) = HEADER.unpack_from(data)
+            if len(data) == HEADER.size + size and size <= self._max_frame:
+                self._decode(memoryview(data)[HEADER.size :])
+                self._wake()
+                return
+        buffer += data
+        offset, end = 0, len(buffer)
+        while end - offset >= HEADER.size:
+            (size,) = HEADER.unpack_from(buffer, offset)
+            if size > self._max_frame:
+                self._break(f"frame of {size} bytes")
+                buffer.clear()
+                return
+            stop = offset + HEADER.size + size
+            if stop > end:
+                break
+            with memoryview(buffer) as view:
+                self._decode(view[offset + HEADER.size : stop])
+            if self._broken is not None:
+                buffer.clear()
+                return
+            offset = stop
+        if offset:
+            del buffer[:offset]
+        self._wake()
+
+    def _decode(self, body: memoryview) -> None:
+        try:
+            self._frames.append(from_worker.decode(body))
+        except ValueError as err:  # msgspec.DecodeError is a ValueError
+            self._break(f"undecodable frame: {err}")
+        finally:
+            body.release()
+
+    def eof_received(self) -> None:
+        self._break("end of answers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._break("end of answers")
+
+    def _break(self, why: str) -> None:
+        if self._broken is None:
+            self._broken = why
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self, deadline: float | None = None) -> FromWorker:
+        """The next frame; TimeoutError once ``deadline`` (loop time) passes."""
+        while not self._frames:
+            if self._broken is not None:
+                raise WorkerExited(self._broken)
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return self._frames.popleft()
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def sweep_stale_homes(root: Path) -> None:
     """Remove the worker homes of executors that died without cleaning up (kill -9)."""
     for path in root.glob(f"{HOMES_PREFIX}*"):
@@ -97,7 +193,7 @@ def worker_env(home: Path) -> dict[str, str]:
 @dataclass(eq=False)
 class Worker:
     popen: subprocess.Popen[bytes]
-    reader: asyncio.StreamReader
+    answers: Answers
     reading: asyncio.ReadTransport
     writer: asyncio.WriteTransport
     home: Path
@@ -112,25 +208,20 @@ class Worker:
         self.writer.write(frame(message))
 
     async def receive(self) -> FromWorker:
-        try:
-            header = await self.reader.readexactly(HEADER.size)
-            (size,) = HEADER.unpack(header)
-            if size > self.max_frame:
-                raise WorkerExited(f"frame of {size} bytes")
-            return from_worker.decode(await self.reader.readexactly(size))
-        except asyncio.IncompleteReadError:
-            raise WorkerExited("end of answers") from None
-        except ValueError as err:  # msgspec.DecodeError is a ValueError
-            raise WorkerExited(f"undecodable frame: {err}") from None
+        return await self.answers.receive()
 
-    async def call(self, call: Call, secrets: SecretLookup) -> Result:
+    async def call(self, call: Call, secrets: SecretLookup, deadline: float) -> Result:
+        """Send ``call`` and answer its secret requests until its Result; TimeoutError once
+        ``deadline`` (loop time) passes."""
         self.send(call)
         while True:
-            match await self.receive():
+            match await self.answers.receive(deadline):
                 case Result() as result:
                     return result
                 case SecretRequest(name=name):
-                    self.send(SecretValue(value=await secrets(name)))
+                    async with asyncio.timeout_at(deadline):
+                        value = await secrets(name)
+                    self.send(SecretValue(value=value))
                 case other:
                     raise WorkerExited(f"unexpected {type(other).__name__}")
 
@@ -192,7 +283,8 @@ class Pool:
         self._settings = settings
         self._identity: Identity | None = worker_identity(settings.worker_user)
         # Last in, first out: sequential calls keep going to the same warm worker.
-        self._idle: asyncio.Queue[Worker] = asyncio.LifoQueue()
+        self._idle: list[Worker] = []
+        self._waiting: deque[asyncio.Future[Worker]] = deque()  # calls waiting for a worker
         self._workers: set[Worker] = set()
         self._respawns: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -212,7 +304,7 @@ class Pool:
             await self.close()
             raise
         for worker in workers:
-            self._idle.put_nowait(worker)
+            self._give(worker)
         log.info("%d workers ready (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
         return self
 
@@ -269,14 +361,12 @@ class Pool:
             os.close(reply_w)
             os.close(request_r)
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(loop=loop)
-        answers = os.fdopen(reply_r, "rb", buffering=0)  # owned by the transports from here
+        replies = os.fdopen(reply_r, "rb", buffering=0)  # owned by the transports from here
         requests = os.fdopen(request_w, "wb", buffering=0)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), answers
-        )
+        answers = Answers(self._max_frame)
+        transport, _ = await loop.connect_read_pipe(lambda: answers, replies)
         writer, _ = await loop.connect_write_pipe(asyncio.Protocol, requests)
-        worker = Worker(popen, reader, transport, writer, home, self._max_frame)
+        worker = Worker(popen, answers, transport, writer, home, self._max_frame)
         self._workers.add(worker)
         try:
             async with asyncio.timeout(START_TIMEOUT):
@@ -321,18 +411,43 @@ class Pool:
                 await worker.stop(0)
                 return
             log.info("worker %d replaced by %d", old.pid, worker.pid)
-            self._idle.put_nowait(worker)
+            self._give(worker)
             return
 
+    def _give(self, worker: Worker) -> None:
+        """``worker`` is free: to the first call still waiting, else to the idle ones."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._idle.append(worker)
+
+    async def _wait_for_worker(self, deadline: float) -> Worker:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Worker] = loop.create_future()
+        self._waiting.append(waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give(waiter.result())  # handed over, but this call is gone: pass it on
+            raise
+        finally:
+            timer.cancel()
+
     async def _take(self, deadline: float) -> Worker:
-        """An idle worker that is still alive (one may die between calls: its threads, OOM)."""
+        """An idle worker that is still alive (one may die between calls: its threads, OOM).
+
+        TimeoutError once ``deadline`` (loop time) passes with none free.
+        """
         while True:
-            if self._idle.empty():
-                async with asyncio.timeout_at(deadline):
-                    worker = await self._idle.get()
+            if self._idle:
+                worker = self._idle.pop()
             else:
-                worker = self._idle.get_nowait()
-            if worker.popen.poll() is None and not worker.reader.at_eof():
+                worker = await self._wait_for_worker(deadline)
+            if worker.popen.poll() is None and not worker.answers.at_eof:
                 return worker
             log.warning(
                 "worker %d died while idle (exit code %s)", worker.pid, worker.popen.returncode
@@ -364,11 +479,10 @@ class Pool:
             seconds=max(deadline - loop.time(), 0.0),
         )
         try:
-            async with asyncio.timeout_at(deadline):
-                result = await worker.call(call, secrets)
-                if result.need_source:
-                    call.source = source
-                    result = await worker.call(call, secrets)
+            result = await worker.call(call, secrets, deadline)
+            if result.need_source:
+                call.source = source
+                result = await worker.call(call, secrets, deadline)
         except WorkerExited as err:
             code = await worker.exit_code(EXIT_WAIT)
             if code is None:
@@ -391,5 +505,5 @@ class Pool:
             log.info("run %s: worker %d retires after block %s", context.run_id, worker.pid, key)
             self._replace(worker)
         else:
-            self._idle.put_nowait(worker)
+            self._give(worker)
         return result

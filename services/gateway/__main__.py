@@ -23,6 +23,7 @@ def main() -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # nothing reads the client address or scheme
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
 

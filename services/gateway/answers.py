@@ -1,16 +1,12 @@
-"""The JSON the gateway answers with, as msgspec Structs encoded straight into a Response."""
+"""The JSON the gateway answers with, as msgspec Structs encoded straight into bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
-from fastapi import Response
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from shared.schemas import (
     NULL,
-    BlockTrace,
     RunCancelled,
     RunError,
     RunEvent,
@@ -24,12 +20,7 @@ from shared.schemas import (
 
 JSON = "application/json"
 _encoder = msgspec.json.Encoder()
-
-
-def json_response(
-    answer: Struct, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(_encoder.encode(answer), status, headers, JSON)
+encode = _encoder.encode
 
 
 # ------------------------------------------------------------------------- errors
@@ -59,38 +50,65 @@ def _run_error(error: RunError) -> RunErrorAnswer:
 
 
 class TraceAnswer(Struct, kw_only=True):
+    """A ``BlockTrace`` as a client sees it (every field written, no traceback, no start time).
+
+    The defaults are BlockTrace's, so the stored JSON of a trace decodes straight into these.
+    """
+
     block: str
     type: str
-    input: Raw
-    output: Raw
-    logs: list[str]
-    duration_ms: float
-    next: str | None
-    error: RunErrorAnswer | None
-    child_run_id: str | None
+    input: Raw = NULL
+    output: Raw = NULL
+    logs: list[str] = msgspec.field(default_factory=list)
+    duration_ms: float = 0.0
+    next: str | None = None
+    error: RunErrorAnswer | None = None
+    child_run_id: str | None = None
 
 
-def _trace(trace: list[BlockTrace]) -> list[TraceAnswer]:
-    return [
-        TraceAnswer(
-            block=t.block,
-            type=t.type,
-            input=t.input,
-            output=t.output,
-            logs=t.logs,
-            duration_ms=t.duration_ms,
-            next=t.next,
-            error=_run_error(t.error) if t.error is not None else None,
-            child_run_id=t.child_run_id,
-        )
-        for t in trace
-    ]
+_trace_decoder = msgspec.json.Decoder(list[TraceAnswer] | None)
+
+
+def _trace(trace: Raw) -> list[TraceAnswer]:
+    return _trace_decoder.decode(trace) or []
+
+
+# ------------------------------------------------------------------------- results
+
+
+class _Ended(Struct, kw_only=True, tag_field="kind"):
+    """What a synchronous answer needs of a terminal event (``shared.schemas``), and no more:
+    the trace stays JSON text unless the caller asked for it."""
+
+    run_id: str
+    latency_ms: int = 0
+    trace: Raw = NULL
+
+
+class Succeeded(_Ended, tag="succeeded"):
+    output: Raw = NULL
+
+
+class Failed(_Ended, tag="failed"):
+    error: RunError
+
+
+class TimedOut(_Ended, tag="timed_out"):
+    error: RunError
+
+
+class Cancelled(_Ended, tag="cancelled"):
+    error: RunError
+
+
+Ended = Succeeded | Failed | TimedOut | Cancelled
+ended_decoder = msgspec.json.Decoder(Ended)
 
 
 # ------------------------------------------------------------------------- invoke
 
 
-class Succeeded(Struct, kw_only=True):
+class SucceededAnswer(Struct, kw_only=True):
     success: bool = True
     worklet_output: Raw
     latency_ms: int
@@ -98,7 +116,7 @@ class Succeeded(Struct, kw_only=True):
     trace: list[TraceAnswer] | UnsetType = UNSET
 
 
-class Failed(Struct, kw_only=True):
+class FailedAnswer(Struct, kw_only=True):
     success: bool = False
     error: RunErrorAnswer
     run_id: str
@@ -112,18 +130,18 @@ class Scheduled(Struct, kw_only=True):
     message: str = "Worklet scheduled for background execution"
 
 
-def run_answer(event: RunSucceeded | RunFailed | RunCancelled, trace: bool) -> Struct:
+def run_answer(event: Succeeded | Failed | Cancelled, trace: bool) -> Struct:
     """The 200 answer to a synchronous invoke that ended (a timed-out run is a 504)."""
     steps = _trace(event.trace) if trace else UNSET
-    if isinstance(event, RunSucceeded):
-        return Succeeded(
+    if isinstance(event, Succeeded):
+        return SucceededAnswer(
             worklet_output=event.output,
             latency_ms=event.latency_ms,
             run_id=event.run_id,
             trace=steps,
         )
-    # RunFailed and RunCancelled: the run ended without an output
-    return Failed(
+    # Failed and Cancelled: the run ended without an output
+    return FailedAnswer(
         error=_run_error(event.error),
         run_id=event.run_id,
         latency_ms=event.latency_ms,

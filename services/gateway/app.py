@@ -12,19 +12,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from services.common.bus import index_bucket, nats_connection
 from services.common.ids import new_id
 from services.common.index import IndexView
+from services.common.wire import Wire
 from services.gateway.auth import Access
 from services.gateway.errors import install_error_handlers
 from services.gateway.invoke import Invoker
 from services.gateway.poll import Poller
 from services.gateway.results import Results
-from services.gateway.routes import ROUTES, Gateway
+from services.gateway.routes import ROUTES, FastPath, Gateway
 from shared.schemas import ApiKeyEntry, WorkletHead
 from shared.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings) -> FastPath:
     gateway_id = new_id()
 
     @asynccontextmanager
@@ -40,10 +41,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             results = Results(nc, settings.names.results(gateway_id))
             stack.push_async_callback(results.stop)
             await results.start()
+            wire = Wire(nc)
+            stack.push_async_callback(wire.stop)
+            await wire.start()
             app.state.gateway = Gateway(
                 nc=nc,
                 access=Access(keys, heads),
-                invoker=Invoker(nc, settings, results),
+                invoker=Invoker(nc, wire, settings, results),
                 poller=Poller(nc, settings),
                 max_body_bytes=settings.max_body_bytes,
             )
@@ -70,4 +74,4 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    return app
+    return FastPath(app, cors=bool(settings.cors_origins))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import TypeVar
 
 import nats.errors
 
@@ -17,17 +16,18 @@ from shared.subjects import Names, is_id
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SCHEME = "api-key"
 MAX_CACHED_HASHES = 10_000
 
 _MALFORMED = "Send the header `Authorization: Api-Key YOUR_API_KEY`"
 
 
-@contextmanager
-def index_unavailable() -> Iterator[None]:
-    """A miss in memory reads the bucket; NATS failing then is a 503, not a 500."""
+async def _read(view: IndexView[T], key: str) -> T | None:
+    """An entry not in memory (yet): read from the bucket; NATS failing then is a 503."""
     try:
-        yield
+        return await view.get(key)
     except (nats.errors.Error, TimeoutError) as err:
         log.warning("reading the index failed: %r", err)
         raise GatewayError(
@@ -67,8 +67,9 @@ class Access:
                 ErrorCode.UNAUTHORIZED, f"Malformed Authorization header. {_MALFORMED}"
             )
         entry_key = self._entry_key(key)
-        with index_unavailable():
-            entry = await self._keys.get(entry_key)
+        entry = self._keys.cached(entry_key)
+        if entry is None:
+            entry = await _read(self._keys, entry_key)
         if entry is None:
             self._hashes.pop(key, None)
             raise GatewayError(ErrorCode.UNAUTHORIZED, "Unknown or revoked API key")
@@ -83,8 +84,10 @@ class Access:
         return entry
 
     async def worklet(self, app_id: str, worklet_id: str) -> WorkletHead:
-        with index_unavailable():
-            head = await self._heads.get(Names.worklet_head(app_id, worklet_id))
+        key = Names.worklet_head(app_id, worklet_id)
+        head = self._heads.cached(key)
+        if head is None:
+            head = await _read(self._heads, key)
         if head is None or head.app_id != app_id:
             raise GatewayError(ErrorCode.NOT_FOUND, f"Worklet {worklet_id} not found")
         return head

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import msgspec
-from fastapi import Request
 from msgspec import Raw, Struct, field
+from starlette.types import Receive
 
 from services.gateway.errors import GatewayError
 from shared.errors import ErrorCode
@@ -25,16 +25,18 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole body, refused as soon as it is known to exceed ``limit`` bytes.
+
+    ``receive`` is the ASGI receive callable, ``declared`` the Content-Length header if any.
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     more = True
     while more:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise GatewayError(ErrorCode.INVALID_REQUEST, "The client went away mid-body")
         chunk: bytes = message.get("body", b"")

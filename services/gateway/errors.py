@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
-from services.gateway.answers import ErrorAnswer, PublicErrorDetail, json_response
+from services.gateway.answers import JSON, ErrorAnswer, PublicErrorDetail, encode
 from shared.errors import HTTP_STATUS, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,17 @@ class GatewayError(Exception):
         self.run_id = run_id
         self.headers = headers
 
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+
+def error_body(code: ErrorCode, message: str, run_id: str | None = None) -> bytes:
+    answer = ErrorAnswer(error=PublicErrorDetail(code=code, message=message))
+    if run_id is not None:
+        answer.run_id = run_id
+    return encode(answer)
+
 
 def error_response(
     code: ErrorCode,
@@ -42,10 +53,7 @@ def error_response(
     run_id: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    answer = ErrorAnswer(error=PublicErrorDetail(code=code, message=message))
-    if run_id is not None:
-        answer.run_id = run_id
-    return json_response(answer, HTTP_STATUS[code], headers)
+    return Response(error_body(code, message, run_id), HTTP_STATUS[code], headers, JSON)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -1,37 +1,28 @@
 """Turning an invoke into a run: publish it, then answer at once (background) or wait for it.
 
 The order is the contract of docs/internals.md: on one connection, the ``RunQueued`` event
-(``Nats-Msg-Id: {run}.queued``) and then the ``RunRequest`` (``Nats-Msg-Id: {run}``).
+(``Nats-Msg-Id: {run}.queued``) and then the ``RunRequest`` (``Nats-Msg-Id: {run}``). Both go
+out in one write (``Wire``), in that order; a background invoke then awaits both JetStream acks
+together, a synchronous one the run request's (the queued event, ahead of it on the same
+connection, is in the EVENTS stream's queue before the run can even be delivered).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import nats.errors
 from nats.aio.client import Client
-from nats.js.api import PubAck
 
 from services.common.ids import new_run_id
+from services.common.wire import Wire, header_block, hpub, within
+from services.gateway.answers import Cancelled, Failed, Succeeded, TimedOut
 from services.gateway.body import InvokeBody
 from services.gateway.errors import GatewayError
 from services.gateway.results import Results
 from shared.errors import ErrorCode
-from shared.schemas import (
-    RunCancelled,
-    RunFailed,
-    RunQueued,
-    RunRequest,
-    RunSucceeded,
-    RunTimedOut,
-    Trigger,
-    WorkletHead,
-    encoder,
-)
+from shared.schemas import RunQueued, RunRequest, Trigger, WorkletHead, encoder
 from shared.settings import GatewaySettings
 from shared.subjects import MSG_ID
 
@@ -39,31 +30,19 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0  # seconds to wait for a JetStream ack
 
-Finished = RunSucceeded | RunFailed | RunCancelled  # how a synchronous run can end with a 200
+Finished = Succeeded | Failed | Cancelled  # how a synchronous run can end with a 200
 
 
-@contextmanager
-def nats_unavailable(what: str, run_id: str | None = None) -> Iterator[None]:
+def _unavailable(what: str, run_id: str, err: BaseException) -> GatewayError:
     """NATS errors and timeouts on the way in become a 503."""
-    try:
-        yield
-    except (nats.errors.Error, TimeoutError) as err:
-        log.warning("run %s: %s failed: %r", run_id, what, err)
-        raise GatewayError(
-            ErrorCode.UNAVAILABLE, "The run queue is unavailable; try again shortly"
-        ) from None
-
-
-def _retrieve(future: asyncio.Future[PubAck]) -> None:
-    """Mark an ack's failure as seen: it is reported (or moot) through the run request's."""
-    if not future.cancelled():
-        future.exception()
+    log.warning("run %s: %s failed: %r", run_id, what, err)
+    return GatewayError(ErrorCode.UNAVAILABLE, "The run queue is unavailable; try again shortly")
 
 
 class Invoker:
-    def __init__(self, nc: Client, settings: GatewaySettings, results: Results) -> None:
+    def __init__(self, nc: Client, wire: Wire, settings: GatewaySettings, results: Results) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
+        self._wire = wire
         self._names = settings.names
         self._settings = settings
         self._results = results
@@ -110,9 +89,25 @@ class Invoker:
         )
         return queued, request
 
-    def _subjects(self, request: RunRequest) -> tuple[str, str]:
-        events = self._names.events(request.app_id, request.worklet_id, request.run_id)
-        return events, self._names.runs(request.app_id, request.worklet_id)
+    def _commands(
+        self, queued: RunQueued, request: RunRequest, queued_ack: bytes, run_ack: bytes
+    ) -> tuple[bytes, bytes]:
+        """The queued event and the run request, as commands (``*_ack``: reply subjects)."""
+        run_id = request.run_id
+        events = self._names.events(request.app_id, request.worklet_id, run_id)
+        runs = self._names.runs(request.app_id, request.worklet_id)
+        queued_payload, request_payload = encoder.encode(queued), encoder.encode(request)
+        self._wire.check_size(queued_payload)
+        self._wire.check_size(request_payload)
+        return (
+            hpub(
+                events.encode(),
+                header_block((MSG_ID, f"{run_id}.queued")),
+                queued_payload,
+                queued_ack,
+            ),
+            hpub(runs.encode(), header_block((MSG_ID, run_id)), request_payload, run_ack),
+        )
 
     def _check_connected(self) -> None:
         if not self._nc.is_connected:
@@ -123,21 +118,18 @@ class Invoker:
         self._check_connected()
         queued, request = self._run(head, body, background=True)
         run_id = request.run_id
-        events, runs = self._subjects(request)
-        with nats_unavailable("publishing a background run", run_id):
-            queued_ack = await self._js.publish_async(
-                events, encoder.encode(queued), headers={MSG_ID: f"{run_id}.queued"}
-            )
-            queued_ack.add_done_callback(_retrieve)
-            try:
-                await self._js.publish(
-                    runs, encoder.encode(request), PUBLISH_TIMEOUT, headers={MSG_ID: run_id}
-                )
-                async with asyncio.timeout(PUBLISH_TIMEOUT):
-                    await queued_ack
-            finally:
-                queued_ack.cancel()  # if the run request failed first, stop waiting for it
-        log.debug("run %s: queued in the background on %s", run_id, runs)
+        wire = self._wire
+        queued_reply, queued_ack = wire.expect_ack()
+        run_reply, run_ack = wire.expect_ack()
+        try:
+            wire.send(*self._commands(queued, request, queued_reply, run_reply))
+            await within(PUBLISH_TIMEOUT, run_ack, queued_ack)
+        except (nats.errors.Error, TimeoutError) as err:
+            raise _unavailable("publishing a background run", run_id, err) from None
+        finally:
+            wire.forget(run_reply, run_ack)
+            wire.forget(queued_reply, queued_ack)
+        log.debug("run %s: queued in the background", run_id)
         return run_id
 
     async def synchronous(self, head: WorkletHead, body: InvokeBody) -> Finished:
@@ -145,21 +137,22 @@ class Invoker:
         self._check_connected()
         queued, request = self._run(head, body, background=False)
         run_id = request.run_id
-        events, runs = self._subjects(request)
+        wire = self._wire
         result = self._results.expect(run_id)
         try:
-            with nats_unavailable("publishing a run", run_id):
-                # No ack wanted for the queued event: the same connection delivers it first.
-                await self._nc.publish(
-                    events, encoder.encode(queued), headers={MSG_ID: f"{run_id}.queued"}
-                )
-                await self._js.publish(
-                    runs, encoder.encode(request), PUBLISH_TIMEOUT, headers={MSG_ID: run_id}
-                )
+            # No ack wanted for the queued event: the same connection delivers it first.
+            run_reply, run_ack = wire.expect_ack()
+            try:
+                wire.send(*self._commands(queued, request, b"", run_reply))
+                await within(PUBLISH_TIMEOUT, run_ack)
+            except (nats.errors.Error, TimeoutError) as err:
+                raise _unavailable("publishing a run", run_id, err) from None
+            finally:
+                wire.forget(run_reply, run_ack)
             wait = request.timeout + self._settings.sync_wait_margin
             try:
-                async with asyncio.timeout(wait):
-                    event = await result
+                await within(wait, result)
+                event = result.result()
             except TimeoutError:
                 log.info("run %s: no result within %.1f s", run_id, wait)
                 raise GatewayError(
@@ -170,7 +163,7 @@ class Invoker:
                 ) from None
         finally:
             self._results.forget(run_id)
-        if isinstance(event, RunTimedOut):
+        if isinstance(event, TimedOut):
             raise GatewayError(
                 ErrorCode.TIMEOUT, f"Worklet timed out: {event.error.message}", run_id=run_id
             )

@@ -11,18 +11,23 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from shared.schemas import RunEvent, TerminalEvent, event_decoder
+from services.gateway.answers import Ended, ended_decoder
+from shared.schemas import event_decoder
 
 log = logging.getLogger(__name__)
 
 
 class Results:
-    """Futures by run id, resolved by the terminal events sent to ``subject``."""
+    """Futures by run id, resolved by the terminal events sent to ``subject``.
+
+    Only what an answer needs is decoded (``answers.Ended``); a trace stays JSON text until an
+    answer asks for it.
+    """
 
     def __init__(self, nc: Client, subject: str) -> None:
         self._nc = nc
         self.subject = subject
-        self._waiting: dict[str, asyncio.Future[TerminalEvent]] = {}
+        self._waiting: dict[str, asyncio.Future[Ended]] = {}
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -38,8 +43,8 @@ class Results:
             future.cancel()
         self._waiting.clear()
 
-    def expect(self, run_id: str) -> asyncio.Future[TerminalEvent]:
-        future: asyncio.Future[TerminalEvent] = asyncio.get_running_loop().create_future()
+    def expect(self, run_id: str) -> asyncio.Future[Ended]:
+        future: asyncio.Future[Ended] = asyncio.get_running_loop().create_future()
         self._waiting[run_id] = future
         return future
 
@@ -48,17 +53,23 @@ class Results:
 
     async def _on_result(self, msg: Msg) -> None:
         try:
-            event: RunEvent = event_decoder.decode(msg.data)
+            event = ended_decoder.decode(msg.data)
         except msgspec.DecodeError as err:
-            log.error("result on %s does not decode: %s", msg.subject, err)
-            return
-        if not isinstance(event, TerminalEvent):
-            log.warning(
-                "run %s: ignoring a %s event on %s", event.run_id, type(event).__name__, msg.subject
-            )
+            self._refuse(msg, err)
             return
         future = self._waiting.pop(event.run_id, None)
         if future is None:
             log.info("run %s: result arrived after its wait ended", event.run_id)
         elif not future.done():
             future.set_result(event)
+
+    def _refuse(self, msg: Msg, err: msgspec.DecodeError) -> None:
+        """Not a terminal event: say what it is, if it is an event at all."""
+        try:
+            other = event_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            log.error("result on %s does not decode: %s", msg.subject, err)
+            return
+        log.warning(
+            "run %s: ignoring a %s event on %s", other.run_id, type(other).__name__, msg.subject
+        )

@@ -123,3 +123,20 @@ async def test_run_delivered_too_often_fails_with_redelivery_limit(
     end = await h.events.terminal(run_id, timeout=20)
     assert isinstance(end, RunFailed) and end.error.type == "RedeliveryLimit"
     assert "2 times" in end.error.message
+
+
+@pytest.mark.chaos
+async def test_executor_keeps_asking_after_its_consumer_is_deleted_and_recreated(
+    chaos: Stack, chaos_harness: Harness
+) -> None:
+    h = chaos_harness
+    await start_executor(chaos, "first")
+    worklet = await h.code(SLOW)
+    assert output(await h.invoke(worklet, 0)) == 1
+    info = await h.js.consumer_info(h.names.runs_stream, EXECUTORS_CONSUMER)
+    await h.js.delete_consumer(h.names.runs_stream, EXECUTORS_CONSUMER)
+    await asyncio.sleep(1.5)  # its open pull request is refused, the next ones find no one
+    await h.js.add_consumer(h.names.runs_stream, info.config)
+    end = await h.invoke(worklet, 0, timeout=5)
+    assert isinstance(end, RunSucceeded) and output(end) == 1
+    assert chaos.processes["first"].alive()

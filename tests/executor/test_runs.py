@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from nats.js.api import DeliverPolicy
 
 from shared.schemas import (
     BlockFinished,
@@ -13,6 +14,7 @@ from shared.schemas import (
     RunSucceeded,
     RunTimedOut,
 )
+from shared.subjects import EVENT_KIND_HEADER, MSG_ID
 from tests.executor.harness import Harness, output
 
 pytestmark = pytest.mark.integration
@@ -412,3 +414,47 @@ async def test_worklet_block_naming_no_worklet_fails(harness: Harness) -> None:
     assert (end.error.type, end.error.block) == ("WorkletNotFound", "call")
     assert "'ghost'" in end.error.message
     assert end.trace[0].child_run_id is None
+
+
+async def test_child_ends_are_stored_ahead_of_the_parent_end(harness: Harness) -> None:
+    child = await harness.code("def main(x):\n    return x + 1\n")
+    call = {"type": "worklet", "worklet": "child", "worklet_id": child.worklet_id}
+    parent = await harness.deploy(
+        [{"id": "one", **call, "next": "two"}, {"id": "two", **call}], app_id=child.app_id
+    )
+    end = await harness.invoke(parent, 1)
+    assert output(end) == 3
+    children = [block.child_run_id for block in end.trace]
+
+    # Every event of the application as the EVENTS stream holds them, in order.
+    sub = await harness.js.subscribe(
+        harness.names.events_of_app(child.app_id),
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    stored: list[tuple[str, dict[str, str]]] = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            stored.append((msg.subject.rsplit(".", 1)[1], dict(msg.headers or {})))
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    kinds = {run: [h[EVENT_KIND_HEADER] for r, h in stored if r == run] for run in children}
+    for run in children:
+        assert kinds[run] == ["queued", "started", "block_finished", "succeeded"]
+    ends = [(run, headers) for run, headers in stored if headers[EVENT_KIND_HEADER] == "succeeded"]
+    assert [run for run, _ in ends] == [*children, end.run_id]
+    assert all(headers[MSG_ID] == f"{run}.end" for run, headers in ends)
+    queued = [(run, h) for run, h in stored if h[EVENT_KIND_HEADER] == "queued"]
+    assert all(headers[MSG_ID] == f"{run}.queued" for run, headers in queued)
+
+
+async def test_a_burst_of_runs_runs_each_once(harness: Harness) -> None:
+    worklet = await harness.code("def main(x):\n    return x\n")
+    run_ids = [await harness.submit(worklet, n) for n in range(150)]
+    for n, run_id in enumerate(run_ids):
+        assert output(await harness.events.terminal(run_id, timeout=60)) == n
+        started = [e for e in harness.events.runs[run_id] if isinstance(e, RunStarted)]
+        assert [e.attempt for e in started] == [1]

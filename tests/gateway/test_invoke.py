@@ -5,10 +5,23 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from datetime import UTC, datetime
 
+import msgspec
 import pytest
+from nats.js.errors import NotFoundError
 
-from shared.schemas import RunQueued, RunRequest, event_decoder, run_request_decoder
+from shared.schemas import (
+    BlockTrace,
+    RunError,
+    RunQueued,
+    RunRequest,
+    RunStarted,
+    RunSucceeded,
+    encoder,
+    event_decoder,
+    run_request_decoder,
+)
 from shared.subjects import MSG_ID
 from tests.gateway.conftest import World
 
@@ -197,3 +210,65 @@ async def test_sync_latency(world: World) -> None:
     p99 = sorted(times)[int(len(times) * 0.99) - 1]
     print(f"sync invoke against the executor double: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     assert p50 < 50
+
+
+async def test_only_a_terminal_event_answers_a_waiting_invoke(world: World) -> None:
+    """What arrives on the results subject: other events and garbage are ignored; the trace of
+    the terminal event is what the answer shows."""
+    worklet = await world.add_worklet(world.idle, timeout=5)
+    invoke = asyncio.create_task(
+        world.invoke(world.idle, worklet, {"worklet_input": 1, "trace": True})
+    )
+    names = world.names
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                msg = await world.js.get_last_msg(
+                    names.runs_stream, names.runs(world.idle, worklet)
+                )
+                break
+            except NotFoundError:
+                await asyncio.sleep(0.01)
+    request = run_request_decoder.decode(msg.data or b"")
+    assert request.reply_to is not None and request.trace
+    fields = {
+        "run_id": request.run_id,
+        "app_id": world.idle,
+        "worklet_id": worklet,
+        "version": 3,
+        "trigger": "api",
+        "at": datetime.now(UTC),
+    }
+    trace = BlockTrace(
+        block="b",
+        type="code",
+        input=msgspec.Raw(b"1"),
+        output=msgspec.Raw(b"2"),
+        started_at=datetime.now(UTC),
+        error=RunError(type="T", message="m", traceback="not for clients"),
+    )
+    await world.nc.publish(request.reply_to, encoder.encode(RunStarted(**fields)))
+    await world.nc.publish(request.reply_to, b"not json")
+    end = RunSucceeded(**fields, output=msgspec.Raw(b"2"), latency_ms=9, trace=[trace])
+    await world.nc.publish(request.reply_to, encoder.encode(end))
+    r = await invoke
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "success": True,
+        "worklet_output": 2,
+        "latency_ms": 9,
+        "run_id": request.run_id,
+        "trace": [
+            {
+                "block": "b",
+                "type": "code",
+                "input": 1,
+                "output": 2,
+                "logs": [],
+                "duration_ms": 0.0,
+                "next": None,
+                "error": {"type": "T", "message": "m", "block": None},
+                "child_run_id": None,
+            }
+        ],
+    }
