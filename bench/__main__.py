@@ -7,7 +7,8 @@ directory, deploys the demo worklets, and prints:
 - background throughput: runs per second from the first invoke until the registry has recorded
   every run SUCCEEDED, with 64 concurrent clients;
 - cold start: the first invoke after each of several deploys (median and worst);
-- the floor: a raw NATS request/reply round trip between two connections on this machine.
+- the floor: a raw NATS request/reply round trip between two connections on this machine;
+- where the CPU went: milliseconds of CPU per run of each process, in both measures.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import nats
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
+from bench.cpu import Meter
 from bench.http import AsyncClient, SyncClient
 from cli.deploy import load_definition
 from cli.servers import free_port, start_mongo, start_nats
@@ -47,16 +49,23 @@ def ms(seconds: float) -> str:
 
 async def nats_floor(url: str, count: int) -> list[float]:
     server, client = await nats.connect(url), await nats.connect(url)
+    subject = f"bench.echo.{os.getpid()}"
 
     async def echo(msg: Any) -> None:
         await msg.respond(msg.data)
 
-    await server.subscribe("bench.echo", cb=echo)
+    await server.subscribe(subject, cb=echo)
     await server.flush()
+    for _ in range(100):  # until the client's server sees the subscription
+        try:
+            await client.request(subject, b"ready", timeout=5)
+            break
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.01)
     samples = []
     for _ in range(count):
         t = time.perf_counter()
-        await client.request("bench.echo", b"x" * 64, timeout=5)
+        await client.request(subject, b"x" * 64, timeout=5)
         samples.append(time.perf_counter() - t)
     await client.close()
     await server.close()
@@ -174,14 +183,19 @@ def main() -> None:
                 )
                 path = f"/applications/{app_id}/worklets/{hello['id']}/invoke"
                 sync_latency(client, path, 300)  # warm up workers and caches
+                pids = {name: p.popen.pid for name, p in stack.processes.items()}
+                meter = Meter({"nats": nats_proc.popen.pid, "mongo": mongo_proc.popen.pid, **pids})
                 sync = sync_latency(client, path, args.sync)
+                sync_cpu = meter.take()
                 cold = cold_starts(stack, app_id, client, hello, args.cold)
                 client.close()
+                meter.take()
                 accepted, recorded = asyncio.run(
                     throughput(
                         stack, app_id, key, hello["id"], args.runs, args.clients, servers.mongo_url
                     )
                 )
+                background_cpu = meter.take()
                 floor = asyncio.run(nats_floor(servers.nats_url, 2000))
         finally:
             mongo_proc.stop()
@@ -206,6 +220,16 @@ def main() -> None:
     print(f"| cold start, worst | {ms(max(cold))} | |")
     print(f"| NATS request/reply floor p50 | {ms(percentile(floor, 0.5))} | |")
     print(f"| NATS request/reply floor p99 | {ms(percentile(floor, 0.99))} | |")
+    print()
+    print("CPU per run (ms; the executor includes its workers; the benchmark client not shown):")
+    print("| process | sync | background |")
+    print("|---|---|---|")
+    for name in sync_cpu:
+        sync_ms, bg_ms = sync_cpu[name] * 1000 / args.sync, background_cpu[name] * 1000 / args.runs
+        print(f"| {name} | {sync_ms:.2f} | {bg_ms:.2f} |")
+    total_sync = sum(sync_cpu.values()) * 1000 / args.sync
+    total_bg = sum(background_cpu.values()) * 1000 / args.runs
+    print(f"| all | {total_sync:.2f} | {total_bg:.2f} |")
 
 
 if __name__ == "__main__":
