@@ -16,6 +16,7 @@ COPY pyproject.toml README* ./
 COPY shared ./shared
 COPY services ./services
 COPY cli ./cli
+COPY web ./web
 RUN pip install . \
     && mkdir -p /run/worklets \
     && chown worklets:worklets /run/worklets

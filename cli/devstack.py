@@ -5,10 +5,15 @@ server (data in ``$WORKLETS_HOME/mongo``) unless ``WORKLETS_MONGO_URL`` names a 
 then registry, gateway, executor and scheduler as separate processes, logging to
 ``$WORKLETS_HOME/logs``. ``WORKLETS_HOME`` defaults to ``.worklets`` in the current directory.
 
-It then seeds, through the registry API, an application ``demo``, an API key and the worklets of
-``cli/demo`` (deployed exactly as ``worklets deploy`` does), and writes what a client needs to
-``$WORKLETS_HOME/dev.env``. A second start reuses all of it: the admin token and key kept in
-``dev.env``, the application, and worklets whose definition did not change.
+It then seeds, through the registry API, an application ``demo``, an API key, the worklets of
+``cli/demo`` (deployed exactly as ``worklets deploy`` does) and its view ``hello-view``, and
+writes what a client needs to ``$WORKLETS_HOME/dev.env``. A second start reuses all of it: the
+admin token and key kept in ``dev.env``, the application, and worklets and views whose
+definition did not change.
+
+The web console is the registry's ``/console/``; it invokes worklets on the gateway from the
+registry's origin, so the gateway is started with that origin in ``WORKLETS_CORS_ORIGINS``
+(added to any the environment gives), and the registry with ``WORKLETS_GATEWAY_PUBLIC_URL``.
 
 Ctrl-C, SIGTERM or SIGHUP stops every process it started, newest first, also while it starts;
 if one of them dies, it shows that process's log, stops the others and exits with status 1.
@@ -16,27 +21,32 @@ if one of them dies, it shows that process's log, stops the others and exits wit
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
-from cli.client import ApiError, Registry
+import msgspec
+
+from cli.client import ApiError, Json, Registry
 from cli.config import ENV_FILE, home_dir, read_env_file, write_env_file
 from cli.deploy import DefinitionFileError, Deployed, deploy, load_definition
 from cli.output import error_line
 from cli.servers import SERVICES, Group, Process, start_mongo, start_nats, start_service
+from shared.schemas import ViewDefinition
 
 DEMO_DIR = Path(__file__).with_name("demo")
 DEMO_APP = "demo"
 DEMO_WORKLETS = ("greeter.yaml", "hello.yaml")  # in this order: hello calls greeter
 DEMO_ENTRY = "hello"
+DEMO_VIEWS = ("hello-view.json",)  # after the worklets they invoke
 
 HOST = "127.0.0.1"
 PORTS = {
@@ -113,6 +123,55 @@ class Seeded:
     app_id: str
     api_key: str
     worklets: dict[str, Deployed]
+    views: dict[str, DeployedView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployedView:
+    id: str
+    name: str
+    url: str  # its published page
+    action: Literal["created", "updated", "unchanged"]
+
+
+def load_view(path: Path) -> Json:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DefinitionFileError(f"{path}: not a readable JSON view: {err}") from None
+    if not isinstance(data, dict):
+        raise DefinitionFileError(f"{path}: a view is an object with `name` and `components`")
+    return data
+
+
+def _comparable_view(definition: Any) -> ViewDefinition | None:
+    """The view as the platform sees it, without the worklet ids the registry resolves."""
+    try:
+        view = msgspec.json.decode(json.dumps(definition), type=ViewDefinition)
+    except (msgspec.ValidationError, TypeError, ValueError):
+        return None
+    components = []
+    for c in view.components:
+        on = {e: msgspec.structs.replace(h, worklet_id=None) for e, h in c.on.items()}
+        bound = None if c.binding is None else msgspec.structs.replace(c.binding, worklet_id=None)
+        components.append(msgspec.structs.replace(c, on=on, binding=bound))
+    return msgspec.structs.replace(view, components=components)
+
+
+def deploy_view(registry: Registry, app: str, definition: Json) -> DeployedView:
+    """Create the view named in ``definition``, or update it if its definition changed."""
+    base = f"/v1/applications/{app}/views"
+    listed: list[Json] = registry.request("GET", base, (200,))["items"]
+    existing = next((v for v in listed if v.get("name") == definition.get("name")), None)
+    if existing is None:
+        made: Json = registry.request("POST", base, (201,), json=definition)
+        return DeployedView(made["id"], made["name"], made["url"], "created")
+    current: Json = registry.request("GET", f"{base}/{existing['id']}", (200,))
+    wanted = _comparable_view(definition)
+    if wanted is not None and wanted == _comparable_view(current.get("definition")):
+        return DeployedView(current["id"], current["name"], current["url"], "unchanged")
+    updated: Json = registry.request("PUT", f"{base}/{existing['id']}", (200,), json=definition)
+    return DeployedView(updated["id"], updated["name"], updated["url"], "updated")
 
 
 def _key_works(registry_url: str, app_id: str, key: str) -> bool:
@@ -146,7 +205,11 @@ def seed(registry: Registry, previous: Mapping[str, str]) -> Seeded:
     for file in DEMO_WORKLETS:
         deployed = deploy(registry, app_id, load_definition(DEMO_DIR / file))
         worklets[deployed.name] = deployed
-    return Seeded(app_id, key, worklets)
+    views = {}
+    for file in DEMO_VIEWS:
+        view = deploy_view(registry, app_id, load_view(DEMO_DIR / file))
+        views[view.name] = view
+    return Seeded(app_id, key, worklets, views)
 
 
 class DevStack:
@@ -163,6 +226,7 @@ class DevStack:
         )
         self.logs = home / "logs"
         self.group = Group()
+        self.gateway_origins = self.cors_origins()  # checked before anything starts
 
     @property
     def gateway_url(self) -> str:
@@ -173,8 +237,33 @@ class DevStack:
         return f"http://{HOST}:{self.ports['registry']}"
 
     @property
+    def console_url(self) -> str:
+        return f"{self.registry_url}/console/"
+
+    @property
     def nats_url(self) -> str:
         return f"nats://{HOST}:{self.ports['nats']}"
+
+    def cors_origins(self) -> list[str]:
+        """The gateway's CORS origins: the environment's, and the registry's (the console's
+        origin, under both names a browser on this machine may use)."""
+        origins: list[str] = []
+        raw = self.environ.get("WORKLETS_CORS_ORIGINS")
+        if raw:
+            try:
+                given = json.loads(raw)
+            except ValueError:
+                raise DevError(
+                    f"WORKLETS_CORS_ORIGINS={raw!r} is not a JSON list of origins"
+                ) from None
+            if not isinstance(given, list) or not all(isinstance(o, str) for o in given):
+                raise DevError(f"WORKLETS_CORS_ORIGINS={raw!r} is not a JSON list of origins")
+            origins.extend(given)
+        port = self.ports["registry"]
+        for origin in (f"http://{HOST}:{port}", f"http://localhost:{port}"):
+            if origin not in origins:
+                origins.append(origin)
+        return origins
 
     @property
     def mongo_url(self) -> str:
@@ -192,7 +281,13 @@ class DevStack:
         else:
             env["WORKLETS_HEALTH_FILE"] = str(self.home / "run" / f"{service}.health")
         if service == "registry":
-            env |= {"WORKLETS_MONGO_URL": self.mongo_url, "WORKLETS_ADMIN_TOKEN": self.admin_token}
+            env |= {
+                "WORKLETS_MONGO_URL": self.mongo_url,
+                "WORKLETS_ADMIN_TOKEN": self.admin_token,
+                "WORKLETS_GATEWAY_PUBLIC_URL": self.gateway_url,
+            }
+        if service == "gateway":
+            env["WORKLETS_CORS_ORIGINS"] = json.dumps(self.gateway_origins)
         return env
 
     def start(self) -> None:
@@ -217,6 +312,7 @@ class DevStack:
         values = {
             "WORKLETS_GATEWAY_URL": self.gateway_url,
             "WORKLETS_REGISTRY_URL": self.registry_url,
+            "WORKLETS_CONSOLE_URL": self.console_url,
             "WORKLETS_NATS_URL": self.nats_url,
             "WORKLETS_ADMIN_TOKEN": self.admin_token,
             "WORKLETS_APP_ID": seeded.app_id,
@@ -234,6 +330,8 @@ class DevStack:
             seeded = seed(registry, self.previous)
         for w in seeded.worklets.values():
             say(f"  worklet {w.name}: id {w.id} version {w.version} ({w.action})")
+        for v in seeded.views.values():
+            say(f"  view {v.name}: id {v.id} ({v.action}) {v.url}")
         write_env_file(self.home / ENV_FILE, self.client_env(seeded))
         return seeded
 
@@ -244,10 +342,15 @@ class DevStack:
         auth = f"-H 'Authorization: Api-Key {key}'"
         json_type = "-H 'Content-Type: application/json'"
         example = os.path.relpath(DEMO_DIR / f"{DEMO_ENTRY}.yaml")
+        views = "\n".join(
+            f"  view           {v.url}  ({v.name}; sign in with the API key)"
+            for v in seeded.views.values()
+        )
         say(
             f"""
 Worklets is running. Press Ctrl-C to stop.
 
+  console        {self.console_url}  (sign in with the API key below)
   gateway        {self.gateway_url}
   registry       {self.registry_url}
   registry docs  {self.registry_url}/docs
@@ -258,6 +361,7 @@ Worklets is running. Press Ctrl-C to stop.
   application    {DEMO_APP} ({app})
   API key        {key}
   worklets       {", ".join(f"{w.name} ({w.id})" for w in seeded.worklets.values())}
+{views}
 
 Invoke {DEMO_ENTRY} and wait for its answer:
   curl -X POST {base}/invoke \\

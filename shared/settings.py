@@ -47,6 +47,8 @@ class RegistrySettings(CommonSettings):
     admin_token: str = Field(min_length=16)
     persist_batch: int = Field(default=1000, gt=0)  # events per MongoDB bulk write
     max_definition_bytes: int = Field(default=1 * MiB, gt=0)
+    # where browsers reach the gateway: the published views' URLs and the console's config
+    gateway_public_url: str = "http://127.0.0.1:8000"
 
 
 class ExecutorSettings(CommonSettings):

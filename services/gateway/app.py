@@ -19,7 +19,7 @@ from services.gateway.invoke import Invoker
 from services.gateway.poll import Poller
 from services.gateway.results import Results
 from services.gateway.routes import ROUTES, FastPath, Gateway
-from shared.schemas import ApiKeyEntry, WorkletHead
+from shared.schemas import ApiKeyEntry, ViewEntry, WorkletHead
 from shared.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,10 @@ def create_app(settings: GatewaySettings) -> FastPath:
             kv = await index_bucket(nc.jetstream(), settings)
             keys = IndexView(kv, "key.>", ApiKeyEntry)
             heads = IndexView(kv, "worklet.>", WorkletHead)
-            for view in (keys, heads):
-                stack.push_async_callback(view.stop)
-                await view.start()
+            views = IndexView(kv, "view.>", ViewEntry)
+            for index in (keys, heads, views):
+                stack.push_async_callback(index.stop)
+                await index.start()
             results = Results(nc, settings.names.results(gateway_id))
             stack.push_async_callback(results.stop)
             await results.start()
@@ -46,7 +47,7 @@ def create_app(settings: GatewaySettings) -> FastPath:
             await wire.start()
             app.state.gateway = Gateway(
                 nc=nc,
-                access=Access(keys, heads),
+                access=Access(keys, heads, views),
                 invoker=Invoker(nc, wire, settings, results),
                 poller=Poller(nc, settings),
                 max_body_bytes=settings.max_body_bytes,

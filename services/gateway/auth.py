@@ -1,4 +1,5 @@
-"""API keys and worklet heads, answered from memory (the registry's key-value read model)."""
+"""API keys, worklet heads and views, answered from memory (the registry's key-value read
+model)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import nats.errors
 from services.common.index import IndexView
 from services.gateway.errors import GatewayError
 from shared.errors import ErrorCode
-from shared.schemas import ApiKeyEntry, WorkletHead
+from shared.schemas import ApiKeyEntry, ViewEntry, WorkletHead
 from shared.subjects import Names, is_id
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,18 @@ def check_ids(*ids: str) -> None:
 
 
 class Access:
-    """Checks a request's key against the application in its path and finds the worklet."""
+    """Checks a request's key against the application in its path and finds the worklet or
+    the view."""
 
-    def __init__(self, keys: IndexView[ApiKeyEntry], heads: IndexView[WorkletHead]) -> None:
+    def __init__(
+        self,
+        keys: IndexView[ApiKeyEntry],
+        heads: IndexView[WorkletHead],
+        views: IndexView[ViewEntry],
+    ) -> None:
         self._keys = keys
         self._heads = heads
+        self._views = views
         self._hashes: dict[str, str] = {}  # API key -> key-value key, for keys that exist
 
     def _entry_key(self, key: str) -> str:
@@ -91,3 +99,12 @@ class Access:
         if head is None or head.app_id != app_id:
             raise GatewayError(ErrorCode.NOT_FOUND, f"Worklet {worklet_id} not found")
         return head
+
+    async def view(self, app_id: str, view_id: str) -> ViewEntry:
+        key = Names.view(app_id, view_id)
+        entry = self._views.cached(key)
+        if entry is None:
+            entry = await _read(self._views, key)
+        if entry is None or entry.app_id != app_id:
+            raise GatewayError(ErrorCode.NOT_FOUND, f"View {view_id} not found")
+        return entry

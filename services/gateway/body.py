@@ -8,12 +8,14 @@ from starlette.types import Receive
 
 from services.gateway.errors import GatewayError
 from shared.errors import ErrorCode
+from shared.subjects import is_id
 
 
 class InvokeBody(Struct, kw_only=True, forbid_unknown_fields=True):
     worklet_input: Raw  # kept as the caller's JSON text, never re-encoded
     async_: bool = field(name="async", default=False)
     trace: bool = False
+    view_id: str | None = None  # set by a view's runtime: the run's trigger is `view`
 
 
 _decoder = msgspec.json.Decoder(InvokeBody)
@@ -54,10 +56,16 @@ def decode_invoke_body(raw: bytes) -> InvokeBody:
             ErrorCode.INVALID_REQUEST, 'The body is empty; send {"worklet_input": ...}'
         )
     try:
-        return _decoder.decode(raw)
+        body = _decoder.decode(raw)
     except msgspec.ValidationError as err:  # JSON of the wrong shape; the message has the path
         raise GatewayError(ErrorCode.INVALID_REQUEST, str(err)) from None
     except msgspec.DecodeError as err:
         raise GatewayError(
             ErrorCode.INVALID_REQUEST, f"The body is not valid JSON: {err}"
         ) from None
+    if body.view_id is not None and not is_id(body.view_id):
+        raise GatewayError(
+            ErrorCode.INVALID_REQUEST,
+            "Expected a view id (letters, digits, '_' and '-', at most 64) - at `$.view_id`",
+        )
+    return body

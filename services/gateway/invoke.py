@@ -63,6 +63,8 @@ class Invoker:
             timeout = head.settings.timeout
             if timeout is None:
                 timeout = self._settings.default_timeout
+        if body.view_id is not None:  # invoked by a view's handler or binding
+            trigger = "view"
         queued = RunQueued(
             run_id=run_id,
             app_id=head.app_id,

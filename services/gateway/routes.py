@@ -1,11 +1,11 @@
-"""The HTTP routes: invoke, poll (GET or POST) and health.
+"""The HTTP routes: invoke, poll (GET or POST), view definitions, view pages and health.
 
 The invoke and poll answers are made by ``invoke_answer`` and ``poll_answer`` from plain values
 (ids, the Authorization header, a body reader), encoded by msgspec. ``FastPath`` serves them
 straight from ASGI, in front of the FastAPI app: Starlette's middleware stack, routing and
 ``Request`` cost about as much as the rest of a background invoke. Everything else (health,
-unknown routes and methods, HEAD, CORS requests) goes to the FastAPI app, whose Starlette
-routes below answer with the same functions.
+unknown routes and methods, HEAD, CORS requests, views and their pages) goes to the FastAPI
+app, whose Starlette routes below answer invoke and poll with the same functions.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from services.gateway.auth import Access, check_ids
 from services.gateway.body import decode_invoke_body, read_body
 from services.gateway.errors import GatewayError, error_body, error_response
 from services.gateway.invoke import Invoker
+from services.gateway.pages import static_asset, view_page
 from services.gateway.poll import Poller
 from shared.errors import ErrorCode
 
@@ -113,6 +114,19 @@ async def poll(request: Request) -> Response:
     return Response(body, status, media_type=JSON)
 
 
+async def view_definition(request: Request) -> Response:
+    """``GET /applications/{app}/views/{view}``: the view's definition (worklet references
+    resolved to ids) for any key of the application, whatever its role."""
+    app, view = request.path_params["app"], request.path_params["view"]
+    check_ids(app, view)
+    gw = _gateway(request)
+    await gw.access.check_key(request.headers.get("authorization"), app)
+    entry = await gw.access.view(app, view)
+    return Response(
+        encode(entry.definition), media_type=JSON, headers={"Cache-Control": "no-cache"}
+    )
+
+
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: 200 while connected to NATS."""
     if not _gateway(request).nc.is_connected:
@@ -123,6 +137,9 @@ async def healthz(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/applications/{app}/worklets/{worklet}/invoke", invoke, methods=["POST"]),
     Route("/applications/{app}/worklets/{worklet}/{run_id}", poll, methods=["GET", "POST"]),
+    Route("/applications/{app}/views/{view}", view_definition, methods=["GET"]),
+    Route("/views/{app}/{view}", view_page, methods=["GET"]),
+    Route("/static/{path:path}", static_asset, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
 ]
 

@@ -17,9 +17,19 @@ from services.registry.context import Registry
 from services.registry.errors import Unavailable, install_error_handlers
 from services.registry.lookup import RunLookupResponder
 from services.registry.openapi import install_openapi
+from services.registry.pages import install_pages
 from services.registry.persist import Persister
 from services.registry.readmodel import ReadModel
-from services.registry.routes import applications, keys, runs, schedules, secrets, worklets
+from services.registry.routes import (
+    applications,
+    keys,
+    me,
+    runs,
+    schedules,
+    secrets,
+    views,
+    worklets,
+)
 from services.registry.store import Document, Store
 from shared.settings import RegistrySettings
 
@@ -56,14 +66,17 @@ def create_app(settings: RegistrySettings) -> FastAPI:
     app = FastAPI(
         title="Worklets registry",
         version="1",
-        description="Applications, API keys, worklets, schedules, secrets and runs.",
+        description="Applications, API keys, worklets, schedules, views, secrets and runs. "
+        "The console is at `/console/`.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_pages from local files, not from a CDN
+        redoc_url=None,
     )
     app.state.registry = None
     install_error_handlers(app)
-    for router in (applications, keys, worklets, schedules, secrets, runs):
+    for router in (applications, keys, worklets, schedules, views, secrets, runs, me):
         app.include_router(router.router)
+    install_pages(app, settings)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:

@@ -1,8 +1,9 @@
 """Who is calling: the admin token (every application) or an ``admin`` API key (its own).
 
 ``Authorization: Bearer ADMIN_TOKEN`` or ``Authorization: Api-Key KEY``. Missing or unknown
-credentials are 401; an ``invoke`` key, or a key used on another application, is 403. Keys are
-looked up in MongoDB by their sha256, so a revoked key stops working at once.
+credentials are 401; an ``invoke`` key, or a key used on another application, is 403 (except on
+``GET /v1/me``, which tells any valid key what it is). Keys are looked up in MongoDB by their
+sha256, so a revoked key stops working at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import Depends, Request
 from services.registry.context import RegistryDep
 from services.registry.errors import Forbidden, NotFound, Unauthorized
 from services.registry.store import Document
+from shared.schemas import Role
 
 KEY_PREFIX = "wk_"
 
@@ -29,9 +31,11 @@ def hash_key(key: str) -> str:
 class Principal:
     app_id: str | None  # None: the admin token, which may act on every application
     key_id: str | None = None
+    role: Role = "admin"
 
 
-async def principal(request: Request, registry: RegistryDep) -> Principal:
+async def identify(request: Request, registry: RegistryDep) -> Principal:
+    """Who is calling, whatever the key's role; 401 without valid credentials."""
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.strip().partition(" ")
     credential = credential.strip()
@@ -51,13 +55,21 @@ async def principal(request: Request, registry: RegistryDep) -> Principal:
             )
             if doc is None:
                 raise Unauthorized("the API key is not valid or has been revoked")
-            if doc["role"] != "admin":
-                raise Forbidden(
-                    f"a key with role `{doc['role']}` cannot use the registry API; "
-                    "use a key with role `admin`"
-                )
-            return Principal(app_id=doc["app_id"], key_id=doc["_id"])
+            return Principal(app_id=doc["app_id"], key_id=doc["_id"], role=doc["role"])
     raise Unauthorized(f"unknown authorization scheme `{scheme}`; use `Bearer` or `Api-Key`")
+
+
+IdentityDep = Annotated[Principal, Depends(identify)]
+
+
+async def principal(caller: IdentityDep) -> Principal:
+    """The admin token or a key with role ``admin``; 403 for any other role."""
+    if caller.role != "admin":
+        raise Forbidden(
+            f"a key with role `{caller.role}` cannot use the registry API; "
+            "use a key with role `admin`"
+        )
+    return caller
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -15,7 +15,15 @@ from fastapi.responses import Response
 from msgspec import UNSET, Raw, Struct, UnsetType
 
 from services.registry.errors import InvalidRequest, PayloadTooLarge, RegistryError
-from shared.schemas import Definition, Role, Status, Trigger, WorkletSettings, encoder
+from shared.schemas import (
+    Definition,
+    Role,
+    Status,
+    Trigger,
+    ViewDefinition,
+    WorkletSettings,
+    encoder,
+)
 
 T = TypeVar("T")
 
@@ -167,6 +175,45 @@ class Schedule(Struct, kw_only=True):
 
 class ScheduleList(Struct, kw_only=True):
     items: list[Schedule]
+
+
+class View(Struct, kw_only=True):
+    """A view: its definition (worklet references resolved to ids) and its published page."""
+
+    id: str
+    app_id: str
+    name: str
+    title: str
+    definition: ViewDefinition
+    url: str  # the published page: {WORKLETS_GATEWAY_PUBLIC_URL}/views/{app}/{id}
+    created_at: datetime
+    updated_at: datetime
+
+
+class ViewSummary(Struct, kw_only=True):
+    id: str
+    name: str
+    title: str
+    url: str
+    updated_at: datetime
+
+
+class ViewList(Struct, kw_only=True):
+    items: list[ViewSummary]
+
+
+class KeyIdentity(Struct, kw_only=True):
+    """``GET /v1/me`` with an API key: what the key is."""
+
+    app_id: str
+    role: Role
+    key_id: str
+
+
+class AdminIdentity(Struct, kw_only=True):
+    """``GET /v1/me`` with the admin token."""
+
+    admin: bool = True
 
 
 # ---------------------------------------------------------------- reading and writing

@@ -3,7 +3,8 @@
 Every answer that is not a success is ``{"success": false, "error": {"code", "message"}}`` with
 the status of ``shared.errors.HTTP_STATUS``: the registry's own errors, FastAPI's validation
 errors, Starlette's 404/405, and infrastructure failures (503) alike. Definition errors add
-``block`` (the block at fault), schedule errors ``field`` (the field of the body at fault).
+``block`` (the block at fault), schedule errors ``field`` (the field of the body at fault), view
+errors ``component`` (the id of the view component at fault).
 """
 
 from __future__ import annotations
@@ -31,11 +32,19 @@ class RegistryError(Exception):
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, block: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        block: str | None = None,
+        field: str | None = None,
+        component: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.block = block
         self.field = field
+        self.component = component
 
 
 class Unauthorized(RegistryError):
@@ -66,6 +75,10 @@ class InvalidSchedule(InvalidRequest):
     """A schedule that cannot be used; ``field`` names the part of the body at fault."""
 
 
+class InvalidView(InvalidDefinition):
+    """A view definition that cannot be used; ``component`` names the component at fault."""
+
+
 class PayloadTooLarge(RegistryError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
@@ -76,10 +89,18 @@ class Unavailable(RegistryError):
 
 class FieldErrorDetail(ErrorDetail, kw_only=True, omit_defaults=True):
     field: str | None = None  # schedules: the field of the body at fault (cron, every, at...)
+    component: str | None = None  # views: the id of the component at fault
 
 
 class FieldErrorResponse(Struct, kw_only=True):
     """The error answer of the schedule routes: ``error.field`` names the field at fault."""
+
+    error: FieldErrorDetail
+    success: bool = False
+
+
+class ComponentErrorResponse(Struct, kw_only=True):
+    """The error answer of the view routes: ``error.component`` names the component at fault."""
 
     error: FieldErrorDetail
     success: bool = False
@@ -103,10 +124,13 @@ def error_response(
     *,
     block: str | None = None,
     field: str | None = None,
+    component: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     # ErrorResponse omits defaults, and `success: false` must always be there.
-    detail = FieldErrorDetail(code=code, message=message, block=block, field=field)
+    detail = FieldErrorDetail(
+        code=code, message=message, block=block, field=field, component=component
+    )
     body = {"success": False, "error": detail}
     return Response(
         encoder.encode(body),
@@ -125,7 +149,14 @@ async def _registry_error(request: Request, exc: Exception) -> Response:
     headers = (
         {"WWW-Authenticate": "Bearer, Api-Key"} if exc.code is ErrorCode.UNAUTHORIZED else None
     )
-    return error_response(exc.code, exc.message, block=exc.block, field=exc.field, headers=headers)
+    return error_response(
+        exc.code,
+        exc.message,
+        block=exc.block,
+        field=exc.field,
+        component=exc.component,
+        headers=headers,
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

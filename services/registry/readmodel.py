@@ -25,6 +25,8 @@ from shared.schemas import (
     ScheduleEntry,
     ScheduleSpec,
     SecretEntry,
+    ViewDefinition,
+    ViewEntry,
     WorkletHead,
     WorkletSettings,
     WorkletVersion,
@@ -34,14 +36,15 @@ from shared.subjects import Names
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["application", "key", "worklet", "secret", "schedule"]
+Kind = Literal["application", "key", "worklet", "secret", "schedule", "view"]
 
 _settings_decoder = msgspec.json.Decoder(WorkletSettings)
 _definition_decoder = msgspec.json.Decoder(Definition)
 _spec_decoder = msgspec.json.Decoder(ScheduleSpec)
+_view_decoder = msgspec.json.Decoder(ViewDefinition)
 _CONCURRENCY = 64  # key-value puts in flight during a rebuild
 # entries removed when MongoDB lacks them
-_OWNED_PREFIXES = ("key.", "worklet.", "secret.", "schedule.")
+_OWNED_PREFIXES = ("key.", "worklet.", "secret.", "schedule.", "view.")
 
 
 def settings_of(doc: Document) -> WorkletSettings:
@@ -54,6 +57,10 @@ def definition_of(doc: Document) -> Definition:
 
 def spec_of(doc: Document) -> ScheduleSpec:
     return _spec_decoder.decode(doc["spec"])
+
+
+def view_definition_of(doc: Document) -> ViewDefinition:
+    return _view_decoder.decode(doc["definition"])
 
 
 # ---------------------------------------------------------------- MongoDB document -> entry
@@ -108,6 +115,16 @@ def schedule_entry(doc: Document) -> tuple[str, bytes]:
     return Names.schedule(doc["app_id"], doc["worklet_id"]), encoder.encode(schedule_of(doc))
 
 
+def view_entry(doc: Document) -> tuple[str, bytes]:
+    entry = ViewEntry(
+        app_id=doc["app_id"],
+        view_id=doc["_id"],
+        definition=view_definition_of(doc),
+        updated_at=parse_stamp(doc["updated_at"]),
+    )
+    return Names.view(doc["app_id"], doc["_id"]), encoder.encode(entry)
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -134,7 +151,7 @@ class ReadModel:
         await self._nc.publish(self._names.changes(app_id), encoder.encode(notice))
 
     async def rebuild(self, store: Store) -> None:
-        """Rewrite every entry from MongoDB; delete key/worklet/secret/schedule entries it
+        """Rewrite every entry from MongoDB; delete key/worklet/secret/schedule/view entries it
         lacks (a schedule whose worklet is gone counts as lacking)."""
         present = await self._keys()
         wanted: set[str] = set()
@@ -157,6 +174,7 @@ class ReadModel:
         await put_all(
             [schedule_entry(d) async for d in store.schedules.find({}) if d["_id"] in worklets]
         )
+        await put_all([view_entry(d) async for d in store.views.find({})])
         async for batch in _batches(store, 500):
             await put_all(version_entry(d) for d in batch)
 

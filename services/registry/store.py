@@ -14,6 +14,8 @@ Collections (``_id`` is the object's id unless noted):
 - ``schedules``: one per worklet, ``_id`` = the worklet id: ``app_id``, ``worklet_id``,
   ``schedule_id`` (kept by every later PUT), ``spec`` (the ``ScheduleSpec``, JSON text),
   ``anchor`` (origin of an ``every`` schedule's slots), ``created_at``, ``updated_at``
+- ``views``: ``app_id``, ``name`` (unique per application), ``title``, ``definition`` (the
+  ``ViewDefinition`` with worklet references resolved, JSON text), ``created_at``, ``updated_at``
 
 Portability (nx-27017): user JSON is stored as JSON text, timestamps as fixed-width ISO-8601
 UTC text (``2026-01-31T12:00:00.000000Z``, which sorts by time and survives ``$set``/``$min``;
@@ -88,6 +90,10 @@ class Store:
     def schedules(self) -> AsyncCollection[Document]:
         return self.db["schedules"]
 
+    @property
+    def views(self) -> AsyncCollection[Document]:
+        return self.db["views"]
+
     async def create_indexes(self) -> None:
         await self.api_keys.create_indexes(
             [
@@ -119,4 +125,7 @@ class Store:
                 IndexModel([("app_id", ASCENDING)]),
                 IndexModel([("schedule_id", ASCENDING)], unique=True),
             ]
+        )
+        await self.views.create_indexes(
+            [IndexModel([("app_id", ASCENDING), ("name", ASCENDING)], unique=True)]
         )

@@ -4,6 +4,7 @@ HTTP, a clean stop, and a second start that finds its data again."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from cli.config import read_env_file
+from cli.devstack import DevError, DevStack
 from cli.servers import free_port
 from tests.cli.conftest import cli_process
 
@@ -30,6 +32,7 @@ PORT_VARIABLES = (
 CLIENT_VARIABLES = {
     "WORKLETS_GATEWAY_URL",
     "WORKLETS_REGISTRY_URL",
+    "WORKLETS_CONSOLE_URL",
     "WORKLETS_NATS_URL",
     "WORKLETS_ADMIN_TOKEN",
     "WORKLETS_APP_ID",
@@ -148,6 +151,51 @@ def hello_version(values: dict[str, str]) -> int:
     return version
 
 
+def check_console_and_demo_view(values: dict[str, str], ports: dict[str, str], banner: str) -> None:
+    """The console's URL is printed and written; the console knows the gateway, which lets
+    the console's origin in; the demo view's page is printed."""
+    registry, gateway = values["WORKLETS_REGISTRY_URL"], values["WORKLETS_GATEWAY_URL"]
+    console = values["WORKLETS_CONSOLE_URL"]
+    assert console == f"http://127.0.0.1:{ports['WORKLETS_REGISTRY_PORT']}/console/"
+    assert f"console        {console}" in banner
+    page = httpx.get(console, timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    config = httpx.get(f"{console}config.json", timeout=10).json()
+    assert config == {"gateway_url": gateway}
+
+    for origin in (registry, f"http://localhost:{ports['WORKLETS_REGISTRY_PORT']}"):
+        app, worklet = values["WORKLETS_APP_ID"], values["WORKLETS_WORKLET_ID"]
+        preflight = httpx.options(
+            f"{gateway}/applications/{app}/worklets/{worklet}/invoke",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+            timeout=10,
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == origin
+
+    views = httpx.get(
+        f"{registry}/v1/applications/{values['WORKLETS_APP_ID']}/views",
+        headers={"Authorization": f"Api-Key {values['WORKLETS_API_KEY']}"},
+        timeout=10,
+    ).json()["items"]
+    [demo] = [v for v in views if v["name"] == "hello-view"]
+    assert demo["url"] == f"{gateway}/views/{values['WORKLETS_APP_ID']}/{demo['id']}"
+    assert demo["url"] in banner
+    page = httpx.get(demo["url"], timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    definition = httpx.get(
+        f"{gateway}/applications/{values['WORKLETS_APP_ID']}/views/{demo['id']}",
+        headers={"Authorization": f"Api-Key {values['WORKLETS_API_KEY']}"},
+        timeout=10,
+    )
+    assert definition.status_code == 200, definition.text
+    assert [c["type"] for c in definition.json()["components"]] == ["text_input", "button", "text"]
+
+
 @pytest.mark.timeout(600)
 def test_dev_serves_the_demo_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -> None:
     ports = {variable: str(free_port()) for variable in PORT_VARIABLES}
@@ -163,6 +211,7 @@ def test_dev_serves_the_demo_stops_cleanly_and_restarts_on_the_same_data(tmp_pat
         banner = first.text()
         for shown in ("/docs", values["WORKLETS_ADMIN_TOKEN"], values["WORKLETS_API_KEY"], "curl"):
             assert shown in banner
+        check_console_and_demo_view(values, ports, banner)
 
         answer = invoke(values, {"worklet_input": {"name": "Ada"}})
         assert answer.status_code == 200, answer.text
@@ -247,3 +296,23 @@ def test_dev_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"port {port}" in err and "WORKLETS_REGISTRY_PORT" in err
     assert not (tmp_path / ".worklets" / "dev.env").exists()
+
+
+def test_the_gateway_lets_the_console_in(tmp_path: Path) -> None:
+    """Without starting anything: the services' settings for the console."""
+    ports = {variable: str(free_port()) for variable in PORT_VARIABLES}
+    stack = DevStack(tmp_path, {**ports, "WORKLETS_CORS_ORIGINS": '["https://app.example"]'})
+    registry_port = ports["WORKLETS_REGISTRY_PORT"]
+    assert json.loads(stack.service_env("gateway")["WORKLETS_CORS_ORIGINS"]) == [
+        "https://app.example",
+        f"http://127.0.0.1:{registry_port}",
+        f"http://localhost:{registry_port}",
+    ]
+    registry_env = stack.service_env("registry")
+    gateway_url = f"http://127.0.0.1:{ports['WORKLETS_GATEWAY_PORT']}"
+    assert registry_env["WORKLETS_GATEWAY_PUBLIC_URL"] == gateway_url
+    assert "WORKLETS_CORS_ORIGINS" not in registry_env
+    assert stack.console_url == f"http://127.0.0.1:{registry_port}/console/"
+    for wrong in ("https://app.example", '{"a": 1}', "[1]"):
+        with pytest.raises(DevError, match="WORKLETS_CORS_ORIGINS"):
+            DevStack(tmp_path, {**ports, "WORKLETS_CORS_ORIGINS": wrong})

@@ -15,6 +15,9 @@ def test_seed_creates_the_demo_once_and_reuses_it(stack: Stack) -> None:
     with Registry(stack.registry_url, admin_token=stack.admin_token) as registry:
         first = seed(registry, {})
         assert {w.action for w in first.worklets.values()} == {"created"}
+        assert {v.action for v in first.views.values()} == {"created"}
+        [view] = first.views.values()
+        assert view.url == f"http://127.0.0.1:8000/views/{first.app_id}/{view.id}"
         assert [a["id"] for a in registry.list_applications() if a["name"] == DEMO_APP] == [
             first.app_id
         ]
@@ -26,6 +29,21 @@ def test_seed_creates_the_demo_once_and_reuses_it(stack: Stack) -> None:
         assert {n: w.id for n, w in again.worklets.items()} == {
             n: w.id for n, w in first.worklets.items()
         }
+        assert {v.action for v in again.views.values()} == {"unchanged"}
+        assert [v.id for v in again.views.values()] == [view.id]
+
+        # a view changed by hand is put back as the demo defines it
+        path = f"/v1/applications/{first.app_id}/views/{view.id}"
+        current = registry.request("GET", path, (200,))["definition"]
+        current["title"] = "changed"
+        registry.request("PUT", path, (200,), json=current)
+        restored = seed(registry, previous)
+        assert [(v.id, v.action) for v in restored.views.values()] == [(view.id, "updated")]
+        assert registry.request("GET", path, (200,))["definition"]["title"] == "Say hello"
+        # its handlers invoke the demo worklet hello, by id
+        hello = first.worklets["hello"].id
+        handlers = [h for c in current["components"] for h in c.get("on", {}).values()]
+        assert handlers and {h["worklet_id"] for h in handlers} == {hello}
 
         # dev.env lost or pointing elsewhere: the application is found by its name
         elsewhere = seed(registry, {"WORKLETS_APP_ID": "nosuchapp"})

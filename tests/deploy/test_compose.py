@@ -4,6 +4,7 @@ file's own healthcheck."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -85,6 +86,25 @@ def test_services_start_after_what_they_need() -> None:
     for name in ("gateway", "executor", "scheduler"):
         env = services[name]["environment"]
         assert "WORKLETS_MONGO_URL" not in env and "WORKLETS_ADMIN_TOKEN" not in env, name
+
+
+def test_browsers_reach_the_console_and_the_gateway() -> None:
+    """The console (on the registry) calls the gateway cross-origin: the gateway allows the
+    registry's published origin, and the registry names the gateway's published address."""
+    services = compose_file()["services"]
+
+    def published(name: str, variables: dict[str, str]) -> str:
+        [mapping] = services[name]["ports"]
+        return interpolate(mapping, variables).split(":")[0]
+
+    for variables in ({}, {"WORKLETS_GATEWAY_PORT": "9000", "WORKLETS_REGISTRY_PORT": "9001"}):
+        gateway_env = services["gateway"]["environment"]
+        registry_env = services["registry"]["environment"]
+        origins = json.loads(interpolate(gateway_env["WORKLETS_CORS_ORIGINS"], variables))
+        assert origins == [f"http://localhost:{published('registry', variables)}"]
+        public = interpolate(registry_env["WORKLETS_GATEWAY_PUBLIC_URL"], variables)
+        assert public == f"http://localhost:{published('gateway', variables)}"
+    assert "COPY web ./web" in (ROOT / "Dockerfile").read_text().splitlines()
 
 
 def test_nats_conf_is_valid_and_allows_the_largest_message() -> None:
