@@ -29,8 +29,10 @@ FLAGS = [
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API keeps an event loop running in this thread while it is
+    open, which the asyncio tests of later modules could not share."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     args = FLAGS + (["--no-sandbox"] if os.geteuid() == 0 else [])
