@@ -250,6 +250,19 @@ def decode(body: bytes, type_: type[T], error: type[RegistryError] = InvalidRequ
         raise error(f"the body is not valid JSON: {problem}") from None
 
 
+def item_id_at(body: bytes, message: str, array: str) -> str | None:
+    """The ``id`` of the item of ``array`` a decoding error points into (``$.blocks[3]...``)."""
+    marker = f"at `$.{array}["
+    if marker not in message:
+        return None
+    index = message.split(marker, 1)[1].split("]", 1)[0]
+    try:
+        item = msgspec.json.decode(body)[array][int(index)]
+        return item["id"] if isinstance(item["id"], str) else None
+    except (msgspec.DecodeError, LookupError, TypeError, ValueError):
+        return None
+
+
 def reply(body: Any, status_code: int = 200) -> Response:
     return Response(encoder.encode(body), status_code=status_code, media_type="application/json")
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import msgspec
 
 from services.common.conditions import ConditionError, compile_condition
+from services.registry.cycles import find_cycle
 from services.registry.errors import InvalidDefinition
 from shared.schemas import Block, CodeBlock, DecisionBlock, Definition, WorkletBlock
 from shared.subjects import is_id
@@ -122,30 +123,11 @@ def _edges(block: Block) -> list[tuple[str, str]]:
 
 
 def _check_acyclic(order: list[Block], blocks: Mapping[str, Block]) -> None:
-    done: set[str] = set()
-    for root in order:
-        if root.id in done:
-            continue
-        # Iterative depth-first search; `path` holds the blocks on the current stack.
-        path = [root.id]
-        on_path = {root.id}
-        pending = [iter([target for _, target in _edges(root)])]
-        while pending:
-            target = next(pending[-1], None)
-            if target is None:
-                pending.pop()
-                finished = path.pop()
-                on_path.discard(finished)
-                done.add(finished)
-            elif target in on_path:
-                cycle = [*path[path.index(target) :], target]
-                raise InvalidDefinition(
-                    f"the blocks form a cycle: {' -> '.join(cycle)}", block=path[-1]
-                )
-            elif target not in done:
-                path.append(target)
-                on_path.add(target)
-                pending.append(iter([t for _, t in _edges(blocks[target])]))
+    cycle = find_cycle(
+        (block.id for block in order), lambda id_: [target for _, target in _edges(blocks[id_])]
+    )
+    if cycle:
+        raise InvalidDefinition(f"the blocks form a cycle: {' -> '.join(cycle)}", block=cycle[-2])
 
 
 def _check_reachable(order: list[Block], blocks: Mapping[str, Block], entry: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 
 import msgspec
 
+from services.registry.cycles import find_cycle
 from services.registry.errors import InvalidView
 from shared.schemas import Binding, Component, ComponentType, Handler, ViewDefinition
 
@@ -215,28 +216,13 @@ def _depends_on(binding: Binding | None, ids: Mapping[str, Component]) -> list[s
 def _check_acyclic(order: list[Component], ids: Mapping[str, Component]) -> None:
     """Bindings may feed each other (a bound value changes, the bindings using it run again),
     but not in a cycle."""
-    done: set[str] = set()
-    for root in order:
-        if root.binding is None or root.id in done:
-            continue
-        path = [root.id]
-        on_path = {root.id}
-        pending = [iter(_depends_on(root.binding, ids))]
-        while pending:
-            target = next(pending[-1], None)
-            if target is None:
-                pending.pop()
-                finished = path.pop()
-                on_path.discard(finished)
-                done.add(finished)
-            elif target in on_path:
-                cycle = [*path[path.index(target) :], target]
-                raise InvalidView(
-                    "the bindings depend on each other in a cycle: "
-                    f"{' -> '.join(cycle)} (each uses the value of the next)",
-                    component=path[-1],
-                )
-            elif target not in done:
-                path.append(target)
-                on_path.add(target)
-                pending.append(iter(_depends_on(ids[target].binding, ids)))
+    cycle = find_cycle(
+        (component.id for component in order if component.binding is not None),
+        lambda id_: _depends_on(ids[id_].binding, ids),
+    )
+    if cycle:
+        raise InvalidView(
+            "the bindings depend on each other in a cycle: "
+            f"{' -> '.join(cycle)} (each uses the value of the next)",
+            component=cycle[-2],
+        )

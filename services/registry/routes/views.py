@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import msgspec
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pymongo import ASCENDING
@@ -28,6 +27,7 @@ from services.registry.bodies import (
     ViewList,
     ViewSummary,
     decode,
+    item_id_at,
     no_content,
     read_body,
     reply,
@@ -36,6 +36,7 @@ from services.registry.context import Registry, RegistryDep
 from services.registry.errors import ComponentErrorResponse, Conflict, InvalidView, NotFound
 from services.registry.openapi import doc
 from services.registry.readmodel import view_definition_of, view_entry
+from services.registry.routes.worklets import resolve_worklets
 from services.registry.store import Document, now_stamp, parse_stamp
 from services.registry.validate_view import validate_view, worklet_references
 from shared.schemas import ViewDefinition, encoder
@@ -77,34 +78,15 @@ async def _find(registry: Registry, app_id: str, ref: str) -> Document:
     return found
 
 
-def _component_at(body: bytes, message: str) -> str | None:
-    """The id of the component a decoding error points into (``$.components[3]...``)."""
-    marker = "at `$.components["
-    if marker not in message:
-        return None
-    index = message.split(marker, 1)[1].split("]", 1)[0]
-    try:
-        component = msgspec.json.decode(body)["components"][int(index)]
-        return component["id"] if isinstance(component["id"], str) else None
-    except (msgspec.DecodeError, LookupError, TypeError, ValueError):
-        return None
-
-
 async def _read_view(request: Request, registry: Registry, app_id: str) -> ViewDefinition:
     """The body decoded and checked, worklet references resolved; or InvalidView."""
     body = await read_body(request, registry.settings.max_definition_bytes)
     try:
         view = decode(body, ViewDefinition, InvalidView)
     except InvalidView as err:
-        err.component = _component_at(body, err.message)
+        err.component = item_id_at(body, err.message, "components")
         raise
-    known: dict[str, str] = {}
-    worklets = registry.store.worklets
-    for ref in worklet_references(view):
-        found = await worklets.find_one({"_id": ref, "app_id": app_id}, {"_id": 1})
-        found = found or await worklets.find_one({"app_id": app_id, "name": ref}, {"_id": 1})
-        if found is not None:
-            known[ref] = found["_id"]
+    known = await resolve_worklets(registry, app_id, worklet_references(view))
     return validate_view(view, known)
 
 

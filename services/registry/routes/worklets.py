@@ -8,9 +8,9 @@ A worklet is addressed by its id or, failing that, its name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
-import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pymongo import ASCENDING, DESCENDING
@@ -25,6 +25,7 @@ from services.registry.bodies import (
     WorkletList,
     WorkletSummary,
     decode,
+    item_id_at,
     no_content,
     read_body,
     reply,
@@ -82,28 +83,22 @@ async def _read_definition(request: Request, registry: Registry, app_id: str) ->
     try:
         definition = decode(body, Definition, InvalidDefinition)
     except InvalidDefinition as err:
-        err.block = _block_at(body, err.message)
+        err.block = item_id_at(body, err.message, "blocks")
         raise
-    known: dict[str, str] = {}
-    for ref in worklet_references(definition):
-        found = await registry.store.worklets.find_one({"_id": ref, "app_id": app_id})
-        found = found or await registry.store.worklets.find_one({"app_id": app_id, "name": ref})
-        if found is not None:
-            known[ref] = found["_id"]
+    known = await resolve_worklets(registry, app_id, worklet_references(definition))
     return check_definition(definition, known)
 
 
-def _block_at(body: bytes, message: str) -> str | None:
-    """The id of the block a decoding error points into (``$.blocks[3]...``), if it has one."""
-    marker = "at `$.blocks["
-    if marker not in message:
-        return None
-    index = message.split(marker, 1)[1].split("]", 1)[0]
-    try:
-        block = msgspec.json.decode(body)["blocks"][int(index)]
-        return block["id"] if isinstance(block["id"], str) else None
-    except (msgspec.DecodeError, LookupError, TypeError, ValueError):
-        return None
+async def resolve_worklets(registry: Registry, app_id: str, refs: Iterable[str]) -> dict[str, str]:
+    """The worklet id of each reference (an id or a name) that names one of the application."""
+    known: dict[str, str] = {}
+    worklets = registry.store.worklets
+    for ref in refs:
+        found = await worklets.find_one({"_id": ref, "app_id": app_id}, {"_id": 1})
+        found = found or await worklets.find_one({"app_id": app_id, "name": ref}, {"_id": 1})
+        if found is not None:
+            known[ref] = found["_id"]
+    return known
 
 
 async def _publish(registry: Registry, head: Document, version: Document) -> None:
