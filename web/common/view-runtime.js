@@ -130,7 +130,8 @@ function runErrorText(error, fallback) {
   return error.block ? `${text} (block ${error.block})` : text;
 }
 
-function el(tag, attrs = {}, ...children) {
+/** el("p", {class: "note", text: "..."}, child...): a DOM element. */
+export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;

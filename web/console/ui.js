@@ -44,6 +44,17 @@ export function s(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** The page shown instead of a worklet or view that could not be loaded (`what`: "worklet"). */
+export function missingPage(what, testid, err) {
+  return h(
+    "div",
+    { class: "empty-state", testid },
+    h("h1", {}, err.status === 404 ? `No such ${what}` : `Could not load the ${what}`),
+    h("p", {}, err.message),
+    h("a", { href: "#/" }, "Back to the overview"),
+  );
+}
+
 export function clear(el) {
   el.replaceChildren();
   return el;

@@ -3,7 +3,7 @@
 
 import { createJsonEditor, syntaxMessage } from "./editor.js";
 import { JsonSyntaxError } from "./json-source.js";
-import { confirmDialog, h, toast } from "./ui.js";
+import { confirmDialog, h, missingPage, toast } from "./ui.js";
 
 const PREVIEW_DELAY_MS = 600;
 
@@ -93,15 +93,7 @@ export async function renderViewPage(ctx, main, id) {
     try {
       view = await ctx.registry.view(id);
     } catch (err) {
-      main.replaceChildren(
-        h(
-          "div",
-          { class: "empty-state", testid: "view-missing" },
-          h("h1", {}, err.status === 404 ? "No such view" : "Could not load the view"),
-          h("p", {}, err.message),
-          h("a", { href: "#/" }, "Back to the overview"),
-        ),
-      );
+      main.replaceChildren(missingPage("view", "view-missing", err));
       return () => {};
     }
   }

@@ -8,7 +8,7 @@ import { JsonSyntaxError } from "./json-source.js";
 import { createRunHistory } from "./runs.js";
 import { describeSchedule } from "./settings.js";
 import { createTestPanel } from "./test-panel.js";
-import { clockIcon, h, toast } from "./ui.js";
+import { clockIcon, h, missingPage, toast } from "./ui.js";
 
 const BLOCK_ORDER = ["id", "type", "description", "worklet", "function", "source", "conditions", "default", "next"];
 const TOP_ORDER = ["name", "description", "entry", "settings", "blocks"];
@@ -52,15 +52,7 @@ export async function renderWorkletPage(ctx, main, id) {
   try {
     worklet = await ctx.registry.worklet(id);
   } catch (err) {
-    main.replaceChildren(
-      h(
-        "div",
-        { class: "empty-state", testid: "worklet-missing" },
-        h("h1", {}, err.status === 404 ? "No such worklet" : "Could not load the worklet"),
-        h("p", {}, err.message),
-        h("a", { href: "#/" }, "Back to the overview"),
-      ),
-    );
+    main.replaceChildren(missingPage("worklet", "worklet-missing", err));
     return () => {};
   }
 

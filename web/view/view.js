@@ -3,23 +3,11 @@
 // definition from the gateway, render it with the view runtime.
 
 import { gatewayClient } from "./api.js";
-import { renderView } from "./view-runtime.js";
+import { el, renderView } from "./view-runtime.js";
 
 const main = document.getElementById("main");
 const signOutButton = document.getElementById("sign-out");
 let view = null; // the runtime's handle while a view is shown
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 // ------------------------------------------------------------------------- the key
 
