@@ -10,7 +10,10 @@ wall clock), so no slot is lost. A cron whose hour field is ``*`` (or a step suc
 fires by real time through the change, like an interval.
 
 Cron expressions mean what crontab means: days of the week count from Sunday (0 or 7), which
-APScheduler 3 alone would count from Monday (see ``crontab``).
+APScheduler 3 alone would count from Monday (see ``crontab``); and when both the day of the
+month and the day of the week are restricted (neither starts with ``*``), a day matching either
+fires (``0 9 1 * 1``: the 1st of each month and every Monday), where APScheduler 3 alone would
+want both.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def validate(spec: ScheduleSpec, now: datetime) -> None:
     tz = zone(spec.timezone)
     if spec.cron is not None:
         try:
-            CronTrigger.from_crontab(crontab(spec.cron), timezone=tz)
+            WallClockCronTrigger.of(spec.cron, tz)
         except ValueError as err:
             raise ScheduleError("cron", f"bad cron expression {spec.cron!r}: {err}") from None
     elif spec.every is not None:
@@ -149,10 +152,33 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
     in a fold. The next fire time is the earliest such instant at or after the floor.
     """
 
-    def __init__(self, **fields: Any) -> None:
+    def __init__(self, either_day: bool = False, **fields: Any) -> None:
         super().__init__(**fields)
-        wall_fields = {k: v for k, v in fields.items() if k not in _NOT_FIELDS}
-        self._wall = CronTrigger(**wall_fields, timezone=UTC)
+        wall = {k: v for k, v in fields.items() if k not in _NOT_FIELDS}
+        self._wall: CronTrigger | _Earliest = CronTrigger(**wall, timezone=UTC)
+        if either_day:  # crontab: the day of the month or the day of the week
+            self._wall = _Earliest(
+                CronTrigger(**{**wall, "day_of_week": "*"}, timezone=UTC),
+                CronTrigger(**{**wall, "day": "*"}, timezone=UTC),
+            )
+
+    @classmethod
+    def of(cls, expr: str, tz: tzinfo) -> WallClockCronTrigger:
+        """The trigger of a crontab expression (ValueError if it is not one)."""
+        fields = crontab(expr).split()
+        if len(fields) != 5:
+            raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+        minute, hour, day, month, day_of_week = fields
+        either = not day.startswith("*") and not expr.split()[4].startswith("*")
+        return cls(
+            either_day=either,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=tz,
+        )
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -193,6 +219,17 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
         return [first] if _fixed_hours(self) else [first, second]
 
 
+class _Earliest:
+    """Several triggers as one: the earliest of their next fire times."""
+
+    def __init__(self, *triggers: CronTrigger) -> None:
+        self._triggers = triggers
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        times = [t.get_next_fire_time(previous, now) for t in self._triggers]
+        return min((time for time in times if time is not None), default=None)
+
+
 _NOT_FIELDS = ("timezone", "start_date", "end_date", "jitter")
 _AROUND = timedelta(hours=3)  # more than any daylight-saving shift (at most two hours)
 
@@ -206,8 +243,7 @@ def trigger(entry: ScheduleEntry) -> BaseTrigger:
     spec = entry.spec
     tz = zone(spec.timezone)
     if spec.cron is not None:
-        cron: BaseTrigger = WallClockCronTrigger.from_crontab(crontab(spec.cron), timezone=tz)
-        return cron
+        return WallClockCronTrigger.of(spec.cron, tz)
     if spec.every is not None:
         interval = parse_every(spec.every)
         return IntervalTrigger(

@@ -137,6 +137,28 @@ def test_days_of_the_week_are_numbered_as_crontab_numbers_them(
     )
 
 
+@pytest.mark.parametrize(
+    ("cron", "days"),
+    [
+        # both day fields restricted: either matches (1 Nov is a Sunday, Mondays 2, 9... 30)
+        ("0 9 1 * 1", [1, 2, 9, 16, 23, 30]),
+        ("0 9 1,15 * 5", [1, 6, 13, 15, 20, 27]),
+        # one of them "*": the other alone decides
+        ("0 9 * * 1", [2, 9, 16, 23, 30]),
+        ("0 9 1,15 * *", [1, 15]),
+        # a step from "*" counts as "*" (crontab's rule): both must match, odd days and Mondays
+        ("0 9 */2 * 1", [9, 23]),
+    ],
+)
+def test_day_of_month_or_day_of_week_as_crontab_combines_them(cron: str, days: list[int]) -> None:
+    """APScheduler 3 wants both day fields to match; crontab fires on a day matching either
+    when both are restricted."""
+    monthly = entry(PARIS, cron=cron)
+    slots = chain(monthly, utc(2026, 11, 1), utc(2026, 12, 1))
+    assert [s.astimezone(ZoneInfo(PARIS)).day for s in slots] == days
+    assert all(s.astimezone(ZoneInfo(PARIS)).hour == 9 for s in slots)
+
+
 # ---------------------------------------------------------------- hourly and sub-hourly crons
 
 
