@@ -167,7 +167,7 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 
         """The trigger of a crontab expression (ValueError if it is not one)."""
         fields = crontab(expr).split()
         if len(fields) != 5:
-            raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+            raise ValueError(f"Wrong number of fields; got {len(fields)}, expected 5")
         minute, hour, day, month, day_of_week = fields
         either = not day.startswith("*") and not expr.split()[4].startswith("*")
         return cls(
