@@ -4,6 +4,15 @@ Each worker serves one call at a time; calls queue for a free worker. The pool r
 which block keys each worker has loaded, so a block's source crosses the pipe once per worker.
 A worker that dies, times out or is cancelled mid-call is killed and replaced; only that
 call's run is affected.
+
+A worker belongs to the first application whose code it runs, for the rest of its life: module
+state, patched built-ins and files in its home are that application's alone. A call prefers an
+idle worker of its own application, then a fresh one; failing both, an idle worker of another
+application is stopped and a new process started in its place for this call (a cold start,
+the price of isolation when more applications are busy than there are workers). Whenever a
+fresh worker is claimed and none is left, the least recently used idle worker of an
+application holding several is replaced by a fresh one in the background, so the next
+application to come usually finds one ready without taking any application's last worker.
 """
 
 from __future__ import annotations
@@ -16,8 +25,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -199,6 +208,7 @@ class Worker:
     home: Path
     max_frame: int
     loaded: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    app_id: str | None = None  # the application whose code it runs; None: fresh
 
     @property
     def pid(self) -> int:
@@ -287,6 +297,7 @@ class Pool:
         self._waiting: deque[asyncio.Future[Worker]] = deque()  # calls waiting for a worker
         self._workers: set[Worker] = set()
         self._respawns: set[asyncio.Task[None]] = set()
+        self._starting = 0  # workers being started in the background
         self._closing = False
         self._max_frame = 2 * settings.max_output_bytes + LOG_ALLOWANCE + 1024 * 1024
         self._homes: Path | None = None
@@ -389,20 +400,32 @@ class Pool:
     def _replace(self, worker: Worker) -> None:
         """Stop ``worker`` (already dead or to be killed) and start another in the background."""
         self._workers.discard(worker)
-        task = asyncio.create_task(self._respawn(worker), name=f"respawn {worker.pid}")
+        self._background(self._respawn(worker), f"respawn {worker.pid}")
+
+    def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._respawns.add(task)
         task.add_done_callback(self._respawns.discard)
 
-    async def _respawn(self, old: Worker) -> None:
-        old.popen.kill()
-        await old.stop(0)
+    async def _respawn(self, old: Worker | None) -> None:
+        """Start a worker for the pool (after stopping ``old``), retrying until it starts."""
+        self._starting += 1
+        try:
+            await self._start_one(old)
+        finally:
+            self._starting -= 1
+
+    async def _start_one(self, old: Worker | None) -> None:
+        if old is not None:
+            old.popen.kill()
+            await old.stop(0)
         attempt = 0
         while not self._closing:
             try:
                 worker = await self._spawn()
             except (OSError, RuntimeError) as err:
                 delay = RESPAWN_BACKOFF[min(attempt, len(RESPAWN_BACKOFF) - 1)]
-                log.error("replacing worker %d failed: %s; retrying in %.1fs", old.pid, err, delay)
+                log.error("starting a worker failed: %s; retrying in %.1fs", err, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -410,7 +433,8 @@ class Pool:
                 self._workers.discard(worker)
                 await worker.stop(0)
                 return
-            log.info("worker %d replaced by %d", old.pid, worker.pid)
+            if old is not None:
+                log.info("worker %d replaced by %d", old.pid, worker.pid)
             self._give(worker)
             return
 
@@ -437,22 +461,69 @@ class Pool:
         finally:
             timer.cancel()
 
-    async def _take(self, deadline: float) -> Worker:
-        """An idle worker that is still alive (one may die between calls: its threads, OOM).
-
-        TimeoutError once ``deadline`` (loop time) passes with none free.
-        """
+    async def _take(self, deadline: float, app_id: str) -> Worker:
+        """An idle worker of application ``app_id`` (or fresh) that is still alive; one may die
+        between calls (its threads, OOM). TimeoutError once ``deadline`` (loop time) passes with
+        none free."""
         while True:
-            if self._idle:
-                worker = self._idle.pop()
-            else:
-                worker = await self._wait_for_worker(deadline)
-            if worker.popen.poll() is None and not worker.answers.at_eof:
+            worker = self._idle_for(app_id) or await self._wait_for_worker(deadline)
+            if worker.popen.poll() is not None or worker.answers.at_eof:
+                log.warning(
+                    "worker %d died while idle (exit code %s)", worker.pid, worker.popen.returncode
+                )
+                self._replace(worker)
+                continue
+            if worker.app_id is None:
+                worker.app_id = app_id
+                self._top_up(app_id)
+            if worker.app_id == app_id:
                 return worker
-            log.warning(
-                "worker %d died while idle (exit code %s)", worker.pid, worker.popen.returncode
-            )
-            self._replace(worker)
+            return await self._fresh_instead(worker, app_id, deadline)
+
+    def _top_up(self, app_id: str) -> None:
+        """No fresh worker idle or starting: the least recently used idle worker of another
+        application that has more than one is replaced by one."""
+        if self._starting or any(worker.app_id is None for worker in self._idle):
+            return
+        held = Counter(worker.app_id for worker in self._workers)
+        for at, worker in enumerate(self._idle):
+            if worker.app_id != app_id and held[worker.app_id] > 1:
+                del self._idle[at]
+                self._replace(worker)
+                return
+
+    def _idle_for(self, app_id: str) -> Worker | None:
+        """The idle worker to use: the last one back of this application, else the last fresh
+        one, else (unless a fresh one is starting: it is waited for) the last one back, of
+        another application."""
+        idle = self._idle
+        if not idle:
+            return None
+        fresh = None
+        for at in range(len(idle) - 1, -1, -1):
+            owner = idle[at].app_id
+            if owner == app_id:
+                return idle.pop(at)
+            if owner is None and fresh is None:
+                fresh = at
+        if fresh is None and self._starting:
+            return None
+        return idle.pop(-1 if fresh is None else fresh)
+
+    async def _fresh_instead(self, worker: Worker, app_id: str, deadline: float) -> Worker:
+        """``worker`` ran another application's code: a new process takes its place."""
+        log.debug("worker %d of another application is replaced for %s", worker.pid, app_id)
+        self._workers.discard(worker)
+        worker.popen.kill()
+        self._background(worker.stop(0), f"stop {worker.pid}")
+        try:
+            async with asyncio.timeout_at(deadline):
+                fresh = await self._spawn()
+        except BaseException:
+            self._background(self._respawn(None), "respawn")  # the pool keeps its size
+            raise
+        fresh.app_id = app_id
+        return fresh
 
     async def call(
         self,
@@ -467,7 +538,7 @@ class Pool:
         secrets: SecretLookup,
     ) -> Result:
         """Run one code block. TimeoutError when ``deadline`` (loop time) passes first."""
-        worker = await self._take(deadline)
+        worker = await self._take(deadline, context.app_id)
         loop = asyncio.get_running_loop()
         call = Call(
             key=key,

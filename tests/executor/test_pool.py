@@ -1,4 +1,5 @@
-"""Handing warm workers to calls: last in first out, waits bounded, none lost on cancellation."""
+"""Handing warm workers to calls: last in first out, waits bounded, none lost on cancellation;
+a worker serves one application for its life."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ from services.executor.sandbox import Pool
 from shared.settings import ExecutorSettings
 
 
-def fake_worker(name: str) -> Any:
+APP = "app1"
+
+
+class FakeWorker(SimpleNamespace):
+    __eq__ = object.__eq__  # by identity, as a Worker (dataclass, eq=False)
+    __hash__ = object.__hash__
+
+
+def fake_worker(name: str, app_id: str | None = None) -> Any:
     """Enough of a Worker for the pool's bookkeeping: alive, its answer pipe open."""
-    return SimpleNamespace(
+    return FakeWorker(
         name=name,
         pid=0,
         popen=SimpleNamespace(poll=lambda: None, returncode=None),
         answers=SimpleNamespace(at_eof=False),
+        app_id=app_id,
     )
 
 
@@ -35,13 +45,13 @@ async def test_the_last_worker_back_is_the_first_out(pool: Pool) -> None:
     a, b = fake_worker("a"), fake_worker("b")
     pool._give(a)
     pool._give(b)
-    assert await pool._take(soon()) is b
-    assert await pool._take(soon()) is a
+    assert await pool._take(soon(), APP) is b
+    assert await pool._take(soon(), APP) is a
 
 
 async def test_a_waiting_call_gets_the_next_worker_back(pool: Pool) -> None:
-    first = asyncio.ensure_future(pool._take(soon()))
-    second = asyncio.ensure_future(pool._take(soon()))
+    first = asyncio.ensure_future(pool._take(soon(), APP))
+    second = asyncio.ensure_future(pool._take(soon(), APP))
     await asyncio.sleep(0)
     a, b = fake_worker("a"), fake_worker("b")
     pool._give(a)
@@ -51,15 +61,15 @@ async def test_a_waiting_call_gets_the_next_worker_back(pool: Pool) -> None:
 
 async def test_no_worker_before_the_deadline_is_a_timeout(pool: Pool) -> None:
     with pytest.raises(TimeoutError):
-        await pool._take(soon(0.05))
+        await pool._take(soon(0.05), APP)
     worker = fake_worker("a")
     pool._give(worker)  # nobody is waiting any more: it is idle, not lost
-    assert await pool._take(soon()) is worker
+    assert await pool._take(soon(), APP) is worker
 
 
 async def test_a_call_cancelled_once_handed_a_worker_passes_it_on(pool: Pool) -> None:
-    gone = asyncio.ensure_future(pool._take(soon()))
-    next_one = asyncio.ensure_future(pool._take(soon()))
+    gone = asyncio.ensure_future(pool._take(soon(), APP))
+    next_one = asyncio.ensure_future(pool._take(soon(), APP))
     await asyncio.sleep(0)
     worker = fake_worker("a")
     pool._give(worker)  # to ``gone``, which is cancelled before it runs again
@@ -76,5 +86,51 @@ async def test_a_dead_idle_worker_is_skipped(pool: Pool, monkeypatch: pytest.Mon
     dead.popen.poll = lambda: -9
     pool._give(alive)
     pool._give(dead)
-    assert await pool._take(soon()) is alive
+    assert await pool._take(soon(), APP) is alive
     assert replaced == [dead]
+
+
+async def test_a_call_takes_a_worker_of_its_application_then_a_fresh_one(pool: Pool) -> None:
+    mine, fresh, theirs = fake_worker("mine", APP), fake_worker("fresh"), fake_worker("t", "x")
+    for worker in (mine, fresh, theirs):
+        pool._give(worker)
+    assert await pool._take(soon(), APP) is mine
+    taken = await pool._take(soon(), APP)
+    assert taken is fresh and fresh.app_id == APP  # fresh no more: it belongs to APP now
+    assert pool._idle == [theirs]
+
+
+async def test_a_worker_of_another_application_is_never_handed_over(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its process is stopped and a new one started for the call."""
+    theirs, new = fake_worker("theirs", "x"), fake_worker("new")
+    killed: list[Any] = []
+    theirs.popen.kill = lambda: killed.append(theirs)
+
+    async def stop(wait: float = 0) -> int:
+        return -9
+
+    async def spawn() -> Any:
+        return new
+
+    theirs.stop = stop
+    monkeypatch.setattr(pool, "_spawn", spawn)
+    pool._give(theirs)
+    assert await pool._take(soon(), APP) is new
+    assert new.app_id == APP and killed == [theirs]
+
+
+async def test_claiming_the_last_fresh_worker_frees_one_of_an_application_holding_several(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replaced: list[Any] = []
+    monkeypatch.setattr(pool, "_replace", replaced.append)
+    lone, old, recent = fake_worker("lone", "y"), fake_worker("old", "x"), fake_worker("new", "x")
+    fresh = fake_worker("fresh")
+    pool._workers = {lone, old, recent, fresh}
+    for worker in (lone, old, recent, fresh):
+        pool._give(worker)
+    assert await pool._take(soon(), APP) is fresh
+    assert replaced == [old]  # not y's only worker; x's least recently used
+    assert pool._idle == [lone, recent]

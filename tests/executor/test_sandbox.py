@@ -172,3 +172,39 @@ async def test_threads_left_running_do_not_reach_the_next_run(harness: Harness) 
     assert output(await harness.invoke(saboteur)) == "bye"
     # Without retiring that worker, this run would land on it and die with it.
     assert output(await harness.invoke(sleeper, "unharmed")) == "unharmed"
+
+
+async def test_an_application_never_sees_another_applications_module_state(
+    harness: Harness,
+) -> None:
+    """A worker belongs to one application: what one's code leaves in the interpreter (a
+    patched built-in, a cached module, a file in its home) another's code never finds."""
+    planter = (
+        "import builtins, os, sys\n"
+        "def main(tag):\n"
+        "    planted = getattr(builtins, 'planted', None)\n"
+        "    builtins.planted = tag\n"
+        "    sys.modules['planted_by'] = type(sys)('planted_by')\n"
+        "    open('planted.txt', 'w').write(tag)\n"
+        "    return [planted, os.getpid()]\n"
+    )
+    looker = (
+        "import builtins, os, sys\n"
+        "def main():\n"
+        "    return [getattr(builtins, 'planted', None), 'planted_by' in sys.modules,\n"
+        "            os.path.exists('planted.txt'), os.getpid()]\n"
+    )
+    ours = await harness.code(planter)
+    theirs = await harness.code(looker)  # another application (harness.code: a new app id)
+    assert ours.app_id != theirs.app_id
+    pids: set[int] = set()
+    previous = None
+    for round_ in range(4):
+        seen, pid = output(await harness.invoke(ours, f"round {round_}"))
+        if previous is not None and pid in pids:
+            assert seen == previous  # its own state, in its own warm worker
+        previous = f"round {round_}"
+        pids.add(pid)
+        planted, module, file, their_pid = output(await harness.invoke(theirs))
+        assert (planted, module, file) == (None, False, False)
+        assert their_pid not in pids
