@@ -12,7 +12,6 @@ import pytest
 from services.executor.sandbox import Pool
 from shared.settings import ExecutorSettings
 
-
 APP = "app1"
 
 
