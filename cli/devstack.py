@@ -9,7 +9,9 @@ It then seeds, through the registry API, an application ``demo``, an API key, th
 ``cli/demo`` (deployed exactly as ``worklets deploy`` does) and its view ``hello-view``, and
 writes what a client needs to ``$WORKLETS_HOME/dev.env``. A second start reuses all of it: the
 admin token and key kept in ``dev.env``, the application, and worklets and views whose
-definition did not change.
+definition did not change. Secrets are sealed with the key in ``$WORKLETS_HOME/secrets.key``
+(made on the first start, mode 600; ``WORKLETS_SECRETS_KEY`` overrides it), given to the
+registry and the executor only.
 
 The web console is the registry's ``/console/``; it invokes worklets on the gateway from the
 registry's origin, so the gateway is started with that origin in ``WORKLETS_CORS_ORIGINS``
@@ -40,6 +42,7 @@ from cli.config import ENV_FILE, home_dir, read_env_file, write_env_file
 from cli.deploy import DefinitionFileError, Deployed, deploy, load_definition
 from cli.output import error_line
 from cli.servers import SERVICES, Group, Process, start_mongo, start_nats, start_service
+from services.common.sealing import new_key
 from shared.schemas import ViewDefinition
 
 DEMO_DIR = Path(__file__).with_name("demo")
@@ -56,7 +59,8 @@ PORTS = {
     "mongo": ("WORKLETS_MONGO_PORT", 27017),
 }
 # Never handed to a service that does not need them (user code runs under the executor).
-SECRETS = ("WORKLETS_ADMIN_TOKEN", "WORKLETS_MONGO_URL", "WORKLETS_API_KEY")
+SECRETS = ("WORKLETS_ADMIN_TOKEN", "WORKLETS_MONGO_URL", "WORKLETS_API_KEY", "WORKLETS_SECRETS_KEY")
+SECRETS_KEY_FILE = "secrets.key"  # under WORKLETS_HOME: the key secrets are sealed with
 START_TIMEOUT = 60.0  # seconds for one service to become ready
 STOP_TIMEOUT = 15.0  # seconds for one process to stop before it is killed
 WATCH_INTERVAL = 0.5
@@ -212,6 +216,22 @@ def seed(registry: Registry, previous: Mapping[str, str]) -> Seeded:
     return Seeded(app_id, key, worklets, views)
 
 
+def secrets_key(home: Path) -> str:
+    """The key of this home's secrets: kept in ``secrets.key`` (mode 600), made on first use.
+    Losing it loses the secrets' values, so it is never rewritten."""
+    path = home / SECRETS_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
+
+
 class DevStack:
     def __init__(self, home: Path, environ: Mapping[str, str]) -> None:
         self.home = home
@@ -224,6 +244,7 @@ class DevStack:
             or self.previous.get("WORKLETS_ADMIN_TOKEN")
             or secrets.token_urlsafe(24)
         )
+        self.secrets_key = environ.get("WORKLETS_SECRETS_KEY") or secrets_key(home)
         self.logs = home / "logs"
         self.group = Group()
         self.gateway_origins = self.cors_origins()  # checked before anything starts
@@ -280,6 +301,8 @@ class DevStack:
             env |= {"WORKLETS_HOST": HOST, "WORKLETS_PORT": str(self.ports[service])}
         else:
             env["WORKLETS_HEALTH_FILE"] = str(self.home / "run" / f"{service}.health")
+        if service in ("registry", "executor"):
+            env["WORKLETS_SECRETS_KEY"] = self.secrets_key
         if service == "registry":
             env |= {
                 "WORKLETS_MONGO_URL": self.mongo_url,

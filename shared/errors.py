@@ -54,6 +54,7 @@ class RunErrorType(StrEnum):
     CANCELLED = "Cancelled"
     INVALID_CONDITION = "InvalidCondition"
     OVERLAP_SKIPPED = "OverlapSkipped"  # a schedule slot skipped: its previous run still ran
+    SECRET_UNREADABLE = "SecretUnreadable"  # sealed under another WORKLETS_SECRETS_KEY
 
 
 class ErrorDetail(Struct, kw_only=True, omit_defaults=True):

@@ -127,7 +127,7 @@ class WorkletVersion(Struct, kw_only=True):
 class SecretEntry(Struct, kw_only=True):
     app_id: str
     name: str
-    value: str
+    sealed: str  # the value, sealed under WORKLETS_SECRETS_KEY (services/common/sealing.py)
 
 
 # ---------------------------------------------------------------- schedules

@@ -12,6 +12,7 @@ import httpx
 
 from cli.servers import SERVICES, Group, Process, free_port, start_service
 from services.common.ids import new_id
+from services.common.sealing import new_key
 from shared.subjects import Names
 
 
@@ -30,6 +31,7 @@ class Stack:
         self.root = root
         self.prefix = "t" + new_id(10)
         self.admin_token = secrets.token_hex(16)
+        self.secrets_key = new_key()
         self.gateway_port = free_port()
         self.registry_port = free_port()
         self.extra_env = env
@@ -55,6 +57,7 @@ class Stack:
             "WORKLETS_MONGO_URL": self.servers.mongo_url,
             "WORKLETS_MONGO_DB": self.prefix,
             "WORKLETS_ADMIN_TOKEN": self.admin_token,
+            "WORKLETS_SECRETS_KEY": self.secrets_key,
             "WORKLETS_LOG_LEVEL": "INFO",
         }
         if service == "gateway":
@@ -66,6 +69,8 @@ class Stack:
         if service != "registry":
             env.pop("WORKLETS_MONGO_URL")  # only the registry talks to MongoDB
             env.pop("WORKLETS_ADMIN_TOKEN")
+        if service not in ("registry", "executor"):
+            env.pop("WORKLETS_SECRETS_KEY")  # only they seal and open secrets
         env.update(self.extra_env)
         return env
 

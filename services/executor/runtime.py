@@ -19,6 +19,7 @@ from msgspec import Raw
 
 from services.common.ids import new_run_id
 from services.common.index import IndexView
+from services.common.sealing import Sealer, SealError
 from services.executor.events import Ending, Events, RunEvents, kind, meta, now
 from services.executor.graph import Graph, Graphs
 from services.executor.protocol import EMPTY_ENV, CallContext
@@ -139,6 +140,7 @@ class Runtime:
         self._versions = versions
         self._heads = heads
         self._secrets = secrets
+        self._sealer = Sealer(settings.secrets_key)
         self._graphs = Graphs()
 
     # ------------------------------------------------------------ a run's life
@@ -320,7 +322,13 @@ class Runtime:
             if SECRET_NAME_PATTERN.fullmatch(name) is None:
                 return None
             entry = await self._secrets.get(Names.secret(app, name))
-            return None if entry is None else entry.value
+            if entry is None:
+                return None
+            try:
+                return self._sealer.open(app, name, entry.sealed)
+            except SealError as err:  # another key: the operator's mistake, said in the run
+                log.error("run %s: %s", request.run_id, err)
+                raise _failure(RunErrorType.SECRET_UNREADABLE, str(err)) from None
 
         context = CallContext(
             run_id=request.run_id,

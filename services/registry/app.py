@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pymongo import AsyncMongoClient
 
 from services.common.bus import index_bucket, nats_connection
+from services.common.sealing import Sealer
 from services.registry.bodies import reply
 from services.registry.context import Registry
 from services.registry.errors import Unavailable, install_error_handlers
@@ -48,12 +49,17 @@ def create_app(settings: RegistrySettings) -> FastAPI:
             stack.push_async_callback(mongo.close)
             store = Store(mongo[settings.mongo_db])
             await store.create_indexes()
+            sealer = Sealer(settings.secrets_key)
+            if sealed := await store.seal_plain_secrets(sealer.seal):
+                log.info("sealed %d secrets stored before secrets were sealed", sealed)
             nc = await stack.enter_async_context(nats_connection(settings, "registry"))
             readmodel = ReadModel(await index_bucket(nc.jetstream(), settings), nc, settings.names)
             await readmodel.rebuild(store)
             await stack.enter_async_context(Persister(nc, store, settings).running())
             await stack.enter_async_context(RunLookupResponder(nc, store, settings.names).serving())
-            app.state.registry = Registry(settings=settings, store=store, readmodel=readmodel)
+            app.state.registry = Registry(
+                settings=settings, store=store, readmodel=readmodel, sealer=sealer
+            )
             log.info(
                 "registry ready on %s:%d (prefix %s)", settings.host, settings.port, settings.prefix
             )

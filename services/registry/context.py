@@ -9,6 +9,7 @@ from weakref import WeakValueDictionary
 
 from fastapi import Depends, Request
 
+from services.common.sealing import Sealer
 from services.registry.errors import Unavailable
 from services.registry.readmodel import ReadModel
 from services.registry.store import Store
@@ -20,6 +21,7 @@ class Registry:
     settings: RegistrySettings
     store: Store
     readmodel: ReadModel
+    sealer: Sealer
     _locks: WeakValueDictionary[str, asyncio.Lock] = field(default_factory=WeakValueDictionary)
 
     def writing(self, app_id: str) -> asyncio.Lock:

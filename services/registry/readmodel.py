@@ -96,7 +96,7 @@ def version_entry(doc: Document) -> tuple[str, bytes]:
 
 
 def secret_entry(doc: Document) -> tuple[str, bytes]:
-    entry = SecretEntry(app_id=doc["app_id"], name=doc["name"], value=doc["value"])
+    entry = SecretEntry(app_id=doc["app_id"], name=doc["name"], sealed=doc["sealed"])
     return Names.secret(doc["app_id"], doc["name"]), encoder.encode(entry)
 
 

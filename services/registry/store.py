@@ -9,7 +9,8 @@ Collections (``_id`` is the object's id unless noted):
   ``settings`` (JSON text), ``created_at``, ``updated_at``
 - ``worklet_versions``: ``_id`` = ``{worklet_id}.{version}``, ``app_id``, ``worklet_id``,
   ``version``, ``name``, ``definition`` (JSON text), ``created_at``; immutable, kept after delete
-- ``secrets``: ``_id`` = ``{app_id}/{name}``, ``app_id``, ``name``, ``value``, ``updated_at``
+- ``secrets``: ``_id`` = ``{app_id}/{name}``, ``app_id``, ``name``, ``sealed`` (the value
+  sealed under ``WORKLETS_SECRETS_KEY``, ``services/common/sealing.py``), ``updated_at``
 - ``runs``: ``_id`` = ``run_id`` = the run id (see ``persist.py`` for the other fields)
 - ``schedules``: one per worklet, ``_id`` = the worklet id: ``app_id``, ``worklet_id``,
   ``schedule_id`` (kept by every later PUT), ``spec`` (the ``ScheduleSpec``, JSON text),
@@ -26,6 +27,7 @@ collection with a compound index that contains ``_id``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +95,18 @@ class Store:
     @property
     def views(self) -> AsyncCollection[Document]:
         return self.db["views"]
+
+    async def seal_plain_secrets(self, seal: Callable[[str, str, str], str]) -> int:
+        """Seal the values stored before secrets were sealed (a ``value`` field); how many."""
+        count = 0
+        async for doc in self.secrets.find({"value": {"$exists": True}}):
+            sealed = seal(doc["app_id"], doc["name"], doc["value"])
+            await self.secrets.update_one(
+                {"_id": doc["_id"], "value": doc["value"]},
+                {"$set": {"sealed": sealed}, "$unset": {"value": ""}},
+            )
+            count += 1
+        return count
 
     async def create_indexes(self) -> None:
         await self.api_keys.create_indexes(

@@ -21,6 +21,7 @@ import yaml
 from cli.servers import SERVICES, Group, Process, free_port, spawn
 from services.common.bus import MAX_MSG_BYTES
 from services.common.ids import new_id
+from services.common.sealing import new_key
 from tests.stack import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,11 @@ def test_compose_config_is_valid() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKLETS_")}
     argv = [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE), "config"]
 
-    with_token = {**env, "WORKLETS_ADMIN_TOKEN": secrets.token_hex(16)}
+    with_token = {
+        **env,
+        "WORKLETS_ADMIN_TOKEN": secrets.token_hex(16),
+        "WORKLETS_SECRETS_KEY": new_key(),
+    }
     result = subprocess.run(argv, env=with_token, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
@@ -67,9 +72,11 @@ def test_compose_config_is_valid() -> None:
     for name in ("gateway", "executor", "scheduler"):  # scalable: docker compose --scale
         assert "container_name" not in services[name]
 
-    without_token = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert without_token.returncode != 0
-    assert "set WORKLETS_ADMIN_TOKEN" in without_token.stderr
+    for needed in ("WORKLETS_ADMIN_TOKEN", "WORKLETS_SECRETS_KEY"):
+        without = {k: v for k, v in with_token.items() if k != needed}
+        refused = subprocess.run(argv, env=without, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert f"set {needed}" in refused.stderr
 
 
 def test_services_start_after_what_they_need() -> None:
@@ -82,10 +89,14 @@ def test_services_start_after_what_they_need() -> None:
     assert services["registry"]["depends_on"]["mongo"] == healthy
     for name in ("gateway", "executor", "scheduler"):
         assert services[name]["depends_on"]["registry"] == healthy
-    # only the registry gets MongoDB and the admin token
+    # only the registry gets MongoDB and the admin token; only it and the executor the
+    # secrets key
     for name in ("gateway", "executor", "scheduler"):
         env = services[name]["environment"]
         assert "WORKLETS_MONGO_URL" not in env and "WORKLETS_ADMIN_TOKEN" not in env, name
+    for name in SERVICES:
+        needs_key = name in ("registry", "executor")
+        assert ("WORKLETS_SECRETS_KEY" in services[name]["environment"]) == needs_key, name
 
 
 def test_browsers_reach_the_console_and_the_gateway() -> None:
@@ -127,12 +138,18 @@ def test_image_runs_as_a_non_root_user() -> None:
 class Local:
     """A compose service's command and environment, adapted to run on this machine."""
 
-    def __init__(self, servers: Servers, root: Path, name: str, spec: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        servers: Servers,
+        root: Path,
+        name: str,
+        spec: dict[str, Any],
+        variables: dict[str, str],
+    ) -> None:
         self.name = name
         self.spec = spec
         nats_host = servers.nats_url.removeprefix("nats://")
         mongo_host = servers.mongo_url.removeprefix("mongodb://")
-        variables = {"WORKLETS_ADMIN_TOKEN": secrets.token_hex(16)}
         self.env: dict[str, str] = {}
         for key, raw in spec.get("environment", {}).items():
             value = interpolate(str(raw), variables)
@@ -186,10 +203,11 @@ def test_each_service_runs_as_compose_runs_it(servers: Servers, tmp_path: Path) 
     assert not missing, f"services without a __main__.py: {missing}"
     specs = compose_file()["services"]
     prefix = "t" + new_id(10)
+    variables = {"WORKLETS_ADMIN_TOKEN": secrets.token_hex(16), "WORKLETS_SECRETS_KEY": new_key()}
     group = Group()
     try:
         for name in SERVICES:  # the order of depends_on
-            local = Local(servers, tmp_path, name, specs[name])
+            local = Local(servers, tmp_path, name, specs[name], variables)
             env = local.process_env(prefix)
             proc = group.add(spawn(name, local.command(), tmp_path / "logs", env))
             wait_healthy(proc, local, env)

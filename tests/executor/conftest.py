@@ -10,6 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from services.common.bus import ensure_streams, index_bucket
+from services.common.sealing import Sealer
 from shared.settings import CommonSettings
 from tests.executor.harness import EventLog, Harness
 from tests.stack import Servers, Stack
@@ -40,7 +41,7 @@ async def connect_harness(stack: Stack) -> tuple[Harness, Client]:
     kv = await index_bucket(js, settings)
     log = EventLog()
     await nc.subscribe(settings.names.events_all, cb=log.on_msg)
-    return Harness(nc, settings.names, kv, log), nc
+    return Harness(nc, settings.names, kv, log, Sealer(stack.secrets_key)), nc
 
 
 @pytest.fixture(scope="package")

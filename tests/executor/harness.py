@@ -22,6 +22,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
 from services.common.ids import new_id, new_run_id
+from services.common.sealing import Sealer
 from shared.schemas import (
     Definition,
     RunEvent,
@@ -90,8 +91,11 @@ class EventLog:
 
 
 class Harness:
-    def __init__(self, nc: Client, names: Names, kv: KeyValue, log: EventLog) -> None:
+    def __init__(
+        self, nc: Client, names: Names, kv: KeyValue, log: EventLog, sealer: Sealer
+    ) -> None:
         self.nc = nc
+        self.sealer = sealer  # the executor's key, as the registry seals with it
         self.js: JetStreamContext = nc.jetstream()
         self.names = names
         self.kv = kv
@@ -133,8 +137,12 @@ class Harness:
         """A one-block worklet running ``source``."""
         return await self.deploy([{"id": "main", "type": "code", "source": source}], **kw)
 
-    async def put_secret(self, app_id: str, name: str, value: str) -> None:
-        entry = SecretEntry(app_id=app_id, name=name, value=value)
+    async def put_secret(
+        self, app_id: str, name: str, value: str, sealer: Sealer | None = None
+    ) -> None:
+        """As the registry stores it: sealed (by default under the executor's key)."""
+        sealed = (sealer or self.sealer).seal(app_id, name, value)
+        entry = SecretEntry(app_id=app_id, name=name, sealed=sealed)
         await self.kv.put(Names.secret(app_id, name), encoder.encode(entry))
 
     async def submit(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.common.sealing import new_key
 from services.executor.sandbox import Pool
 from shared.settings import ExecutorSettings
 
@@ -33,7 +34,7 @@ def fake_worker(name: str, app_id: str | None = None) -> Any:
 
 @pytest.fixture
 def pool() -> Pool:
-    return Pool(ExecutorSettings(workers=2))
+    return Pool(ExecutorSettings(workers=2, secrets_key=new_key()))
 
 
 def soon(seconds: float = 1.0) -> float:

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import pytest
 
+from services.common.sealing import Sealer, new_key
 from shared.schemas import RunFailed, RunSucceeded, RunTimedOut
 from tests.executor.harness import Harness, output
 from tests.stack import Stack
@@ -86,6 +87,27 @@ async def test_secrets_come_from_the_read_model(harness: Harness) -> None:
     )
     end = await harness.invoke(unknown)
     assert isinstance(end, RunFailed) and end.error.type == "KeyError"
+
+
+async def test_a_secret_sealed_under_another_key_fails_the_run_saying_so(
+    harness: Harness,
+) -> None:
+    worklet = await harness.code(
+        "def main(x, env, context):\n    return context.get_secret('token')\n"
+    )
+    await harness.put_secret(worklet.app_id, "token", "v", sealer=Sealer(new_key()))
+    end = await harness.invoke(worklet)
+    assert isinstance(end, RunFailed)
+    assert end.error.type == "SecretUnreadable" and end.error.block == "main"
+    assert "WORKLETS_SECRETS_KEY" in end.error.message
+    # moved to another secret's name, a sealed value does not open either
+    await harness.put_secret(worklet.app_id, "elsewhere", "v")
+    entry = await harness.kv.get(harness.names.secret(worklet.app_id, "elsewhere"))
+    await harness.kv.put(harness.names.secret(worklet.app_id, "token"), entry.value)
+    end = await harness.invoke(worklet)
+    assert isinstance(end, RunFailed) and end.error.type == "SecretUnreadable"
+    await harness.put_secret(worklet.app_id, "token", "right")
+    assert output(await harness.invoke(worklet)) == "right"
 
 
 async def test_timeout_kills_the_worker_and_the_next_run_works(harness: Harness) -> None:

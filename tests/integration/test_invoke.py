@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 
 from shared.schemas import event_decoder
 from tests.integration.workload import Gateway, kind
+from tests.registry.support import eventually
 from tests.stack import Stack, code_worklet
 
 pytestmark = pytest.mark.integration
@@ -157,6 +158,24 @@ async def test_a_new_version_is_recorded_on_its_runs(app: App, stack: Stack) -> 
         for run, version in ((first, 1), (second, 2)):
             detail = await _eventually(registry, f"/v1/applications/{app.id}/runs/{run['run_id']}")
             assert detail["version"] == version
+
+
+async def test_a_secret_set_through_the_registry_reaches_the_code_sealed_on_the_way(
+    app: App, stack: Stack
+) -> None:
+    source = "def main(x, env, context):\n    return context.get_secret('API_TOKEN')\n"
+    worklet_id = stack.deploy(app.id, code_worklet("uses-secret", source))["id"]
+    path = f"/v1/applications/{app.id}/secrets/API_TOKEN"
+    for value in ("first-value", "second-value"):
+        with app.registry() as registry:
+            assert registry.put(path, json={"value": value}).status_code == 204
+
+        async def seen(expected: str = value) -> bool:
+            body = (await app.gateway.invoke(worklet_id, None)).json()
+            return bool(body.get("worklet_output") == expected)
+
+        # the executor follows the key-value bucket: the new value arrives within moments
+        await eventually(seen, f"the code to see {value!r}", timeout=10)
 
 
 async def test_user_error_answers_200_with_the_failing_block(app: App, stack: Stack) -> None:

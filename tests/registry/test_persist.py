@@ -16,6 +16,7 @@ from nats.js.api import ConsumerConfig
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 
 from services.common.ids import new_id
+from services.common.sealing import new_key
 from services.registry.persist import (
     Event,
     Holding,
@@ -127,7 +128,9 @@ async def store(servers: Servers) -> AsyncIterator[Store]:
 
 @pytest.fixture
 def persister(servers: Servers, nc: Client, store: Store) -> Persister:
-    settings = RegistrySettings(admin_token="x" * 16, mongo_url=servers.mongo_url)
+    settings = RegistrySettings(
+        admin_token="x" * 16, secrets_key=new_key(), mongo_url=servers.mongo_url
+    )
     return Persister(nc, store, settings)
 
 

@@ -11,7 +11,8 @@ import pytest
 from nats.aio.client import Client
 from pymongo import AsyncMongoClient
 
-from shared.schemas import ApiKeyEntry, Status, WorkletHead, encoder
+from services.common.sealing import Sealer
+from shared.schemas import ApiKeyEntry, SecretEntry, Status, WorkletHead, encoder
 from shared.subjects import REGISTRY_CONSUMER, Names
 from tests.registry.definitions import definition
 from tests.registry.support import client, eventually, kv_entries, new_app, publish
@@ -103,6 +104,31 @@ async def test_restart_keeps_everything_and_rebuilds_the_read_model(
         assert doc is not None and doc["status"] == Status.SUCCEEDED
     finally:
         await mongo.close()
+
+
+async def test_secrets_stored_in_plain_text_before_are_sealed_at_start(
+    own_registry: Stack, nc: Client
+) -> None:
+    """Data of a version that stored values as they came: the next start seals them."""
+    stack = own_registry
+    names = Names(stack.prefix)
+    kv = await nc.jetstream().key_value(names.index_bucket)
+    async with client(stack, f"Bearer {stack.admin_token}") as admin:
+        app_id, _ = await new_app(admin)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.servers.mongo_url)
+    try:
+        secrets = mongo[stack.prefix]["secrets"]
+        legacy = {"app_id": app_id, "name": "OLD", "value": "plain", "updated_at": "x"}
+        await secrets.insert_one({"_id": f"{app_id}/OLD", **legacy})
+        restart(stack)
+        stored = await secrets.find_one({"_id": f"{app_id}/OLD"})
+    finally:
+        await mongo.close()
+    assert stored is not None and "value" not in stored
+    assert Sealer(stack.secrets_key).open(app_id, "OLD", stored["sealed"]) == "plain"
+    entry = (await kv.get(names.secret(app_id, "OLD"))).value
+    assert entry is not None and b"plain" not in entry
+    assert msgspec.json.decode(entry, type=SecretEntry).sealed == stored["sealed"]
 
 
 async def _status(admin: Any, path: str, status: str) -> bool:

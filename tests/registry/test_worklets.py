@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.sealing import Sealer
 from shared.schemas import ChangeNotice, SecretEntry, WorkletHead, WorkletSettings, WorkletVersion
 from shared.subjects import Names
 from tests.registry.definitions import BAD, Bad, code, definition, hello
@@ -201,7 +202,7 @@ async def test_malformed_and_oversized_bodies(
 
 
 async def test_secrets(
-    admin: httpx.AsyncClient, app: tuple[str, str], kv: KeyValue, mongo: Database
+    admin: httpx.AsyncClient, app: tuple[str, str], kv: KeyValue, mongo: Database, registry: Stack
 ) -> None:
     app_id, _ = app
     base = f"/v1/applications/{app_id}/secrets"
@@ -215,11 +216,15 @@ async def test_secrets(
     assert "sk-" not in listed.text
     assert await mongo["secrets"].count_documents({"app_id": app_id}) == 2
 
+    # sealed wherever it is stored; the executor's key opens it
     entry = await kv_value(kv, Names.secret(app_id, "OPENAI_KEY"))
-    assert entry is not None
-    assert msgspec.json.decode(entry, type=SecretEntry) == SecretEntry(
-        app_id=app_id, name="OPENAI_KEY", value="sk-second"
-    )
+    assert entry is not None and b"sk-" not in entry
+    decoded = msgspec.json.decode(entry, type=SecretEntry)
+    assert (decoded.app_id, decoded.name) == (app_id, "OPENAI_KEY")
+    assert Sealer(registry.secrets_key).open(app_id, "OPENAI_KEY", decoded.sealed) == "sk-second"
+    stored = await mongo["secrets"].find_one({"app_id": app_id, "name": "OPENAI_KEY"})
+    assert stored is not None and "value" not in stored and "sk-" not in str(stored)
+    assert stored["sealed"] == decoded.sealed
 
     assert (await admin.delete(f"{base}/OPENAI_KEY")).status_code == 204
     assert await kv_value(kv, Names.secret(app_id, "OPENAI_KEY")) is None
@@ -293,4 +298,4 @@ async def test_concurrent_writes_keep_versions_and_read_model_in_step(
     stored = await mongo["secrets"].find_one({"app_id": app_id, "name": "RACE"})
     entry = await kv_value(kv, Names.secret(app_id, "RACE"))
     assert stored is not None and entry is not None
-    assert msgspec.json.decode(entry, type=SecretEntry).value == stored["value"]
+    assert msgspec.json.decode(entry, type=SecretEntry).sealed == stored["sealed"]

@@ -1,4 +1,8 @@
-"""Secrets: values the executor hands to user code; names are listed, values never returned."""
+"""Secrets: values the executor hands to user code; names are listed, values never returned.
+
+A value is sealed (``services/common/sealing.py``) before it is written to MongoDB or to the
+key-value bucket; only the executor, which holds the same key, opens it.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ async def put_secret(
         "_id": _secret_id(app["_id"], name),
         "app_id": app["_id"],
         "name": name,
-        "value": body.value,
+        "sealed": registry.sealer.seal(app["_id"], name, body.value),
         "updated_at": now_stamp(),
     }
     async with registry.writing(app["_id"]):
@@ -58,7 +62,7 @@ async def put_secret(
 @router.get("", openapi_extra=doc(answer=SecretList))
 async def list_secrets(app: ApplicationDep, registry: RegistryDep) -> Response:
     """The application's secret names; values are never returned."""
-    cursor = registry.store.secrets.find({"app_id": app["_id"]}, {"value": 0})
+    cursor = registry.store.secrets.find({"app_id": app["_id"]}, {"sealed": 0})
     items = [
         SecretInfo(name=d["name"], updated_at=parse_stamp(d["updated_at"]))
         async for d in cursor.sort("name", ASCENDING)
