@@ -6,13 +6,15 @@ A worker that dies, times out or is cancelled mid-call is killed and replaced; o
 call's run is affected.
 
 A worker belongs to the first application whose code it runs, for the rest of its life: module
-state, patched built-ins and files in its home are that application's alone. A call prefers an
-idle worker of its own application, then a fresh one; failing both, an idle worker of another
-application is stopped and a new process started in its place for this call (a cold start,
-the price of isolation when more applications are busy than there are workers). Whenever a
-fresh worker is claimed and none is left, the least recently used idle worker of an
-application holding several is replaced by a fresh one in the background, so the next
-application to come usually finds one ready without taking any application's last worker.
+state, patched built-ins and files in its home are that application's alone. A call takes an
+idle worker of its own application, else a fresh one; else, if its application has no worker
+or another application's worker has been idle ``PATIENCE``, that worker is stopped and a new
+process started in its place for this call (a cold start, the price of isolation when more
+applications are busy than there are workers); else it waits for one of its own. A worker back
+from a call goes to the first waiting call of its application; an application without a
+worker gets one within ``PATIENCE`` (``_waiter_for``). Whenever a fresh worker is claimed and
+none is left, the least recently used idle worker of an application holding several is
+replaced by a fresh one in the background, so the next application to come usually finds one.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ RESPAWN_BACKOFF = (0.1, 0.5, 2.0, 5.0)
 LOG_ALLOWANCE = 4 * 1024 * 1024  # bytes of logs a frame may carry (the worker keeps 1 Mi chars)
 WORKER_PATH = "/usr/local/bin:/usr/bin:/bin"
 LOADED_LIMIT = 256  # keys remembered per worker (the worker keeps as many)
+PATIENCE = 1.0  # seconds a waiting call lets calls of other applications go first
 HOMES_PREFIX = "worklets-executor-"  # {tmp}/worklets-executor-{pid}-*/worker-*: workers' homes
 
 
@@ -209,6 +212,7 @@ class Worker:
     max_frame: int
     loaded: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     app_id: str | None = None  # the application whose code it runs; None: fresh
+    idle_since: float = 0.0  # loop time it last went idle
 
     @property
     def pid(self) -> int:
@@ -286,6 +290,15 @@ def _crash_error(code: int, block: str, memory_mb: int) -> RunError:
     )
 
 
+@dataclass(eq=False)
+class Waiter:
+    """A call waiting for a worker."""
+
+    app_id: str
+    since: float  # loop time
+    future: asyncio.Future[Worker]
+
+
 class Pool:
     """``settings.workers`` warm workers; an async context manager that starts and stops them."""
 
@@ -294,10 +307,11 @@ class Pool:
         self._identity: Identity | None = worker_identity(settings.worker_user)
         # Last in, first out: sequential calls keep going to the same warm worker.
         self._idle: list[Worker] = []
-        self._waiting: deque[asyncio.Future[Worker]] = deque()  # calls waiting for a worker
+        self._waiting: deque[Waiter] = deque()  # calls waiting for a worker, oldest first
         self._workers: set[Worker] = set()
         self._respawns: set[asyncio.Task[None]] = set()
         self._starting = 0  # workers being started in the background
+        self._patience: asyncio.TimerHandle | None = None  # see _arm_patience
         self._closing = False
         self._max_frame = 2 * settings.max_output_bytes + LOG_ALLOWANCE + 1024 * 1024
         self._homes: Path | None = None
@@ -329,6 +343,8 @@ class Pool:
 
     async def close(self) -> None:
         self._closing = True
+        if self._patience is not None:
+            self._patience.cancel()
         for task in self._respawns:
             task.cancel()
         await asyncio.gather(*self._respawns, return_exceptions=True)
@@ -439,24 +455,69 @@ class Pool:
             return
 
     def _give(self, worker: Worker) -> None:
-        """``worker`` is free: to the first call still waiting, else to the idle ones."""
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
-                return
-        self._idle.append(worker)
+        """``worker`` is free: to a call waiting for one (``_waiter_for``), else idle."""
+        waiting = self._waiting
+        while waiting and waiting[0].future.done():  # expired or cancelled
+            waiting.popleft()
+        chosen = self._waiter_for(worker)
+        if chosen is None:
+            worker.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(worker)
+            self._arm_patience()
+            return
+        waiting.remove(chosen)
+        chosen.future.set_result(worker)
 
-    async def _wait_for_worker(self, deadline: float) -> Worker:
+    def _waiter_for(self, worker: Worker) -> Waiter | None:
+        """Which waiting call gets ``worker``: the oldest if the worker is fresh; else the
+        oldest of the worker's application; else the oldest call, if its application has no
+        worker at all and either the worker's application has others or the call has waited
+        ``PATIENCE`` (the worker is then replaced for it). None: it stays idle, and calls of
+        applications that have workers wait for their own. Taking a busy application's last
+        worker at once would only make it take one back, a process start each way."""
+        if not self._waiting:
+            return None
+        oldest, owner = self._waiting[0], worker.app_id
+        if owner is None:
+            return oldest
+        for waiter in self._waiting:
+            if waiter.app_id == owner and not waiter.future.done():
+                return waiter
+        held = self._held()
+        if held[oldest.app_id]:
+            return None
+        waited = asyncio.get_running_loop().time() - oldest.since
+        return oldest if held[owner] > 1 or waited >= PATIENCE else None
+
+    def _arm_patience(self) -> None:
+        """Workers are idle while the oldest call, of an application without a worker, waits:
+        when it has waited ``PATIENCE`` it gets the worker idle longest."""
+        if self._patience is not None or not self._waiting or not self._idle:
+            return
+        oldest = self._waiting[0]
+        if self._held()[oldest.app_id]:
+            return
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Worker] = loop.create_future()
+        self._patience = loop.call_at(oldest.since + PATIENCE, self._on_patience)
+
+    def _on_patience(self) -> None:
+        self._patience = None
+        idle = self._idle
+        if idle and self._waiting:
+            longest = min(range(len(idle)), key=lambda at: idle[at].idle_since)
+            self._give(idle.pop(longest))
+
+    async def _wait_for_worker(self, deadline: float, app_id: str) -> Worker:
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(app_id, loop.time(), loop.create_future())
         self._waiting.append(waiter)
-        timer = loop.call_at(deadline, _expire, waiter)
+        timer = loop.call_at(deadline, _expire, waiter.future)
         try:
-            return await waiter
+            return await waiter.future
         except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give(waiter.result())  # handed over, but this call is gone: pass it on
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._give(future.result())  # handed over, but this call is gone: pass it on
             raise
         finally:
             timer.cancel()
@@ -466,7 +527,7 @@ class Pool:
         between calls (its threads, OOM). TimeoutError once ``deadline`` (loop time) passes with
         none free."""
         while True:
-            worker = self._idle_for(app_id) or await self._wait_for_worker(deadline)
+            worker = self._idle_for(app_id) or await self._wait_for_worker(deadline, app_id)
             if worker.popen.poll() is not None or worker.answers.at_eof:
                 log.warning(
                     "worker %d died while idle (exit code %s)", worker.pid, worker.popen.returncode
@@ -492,13 +553,17 @@ class Pool:
                 self._replace(worker)
                 return
 
+    def _held(self) -> Counter[str | None]:
+        """Workers (busy or idle) by application; None: fresh or starting."""
+        return Counter(worker.app_id for worker in self._workers)
+
     def _idle_for(self, app_id: str) -> Worker | None:
         """The idle worker to use: the last one back of this application, else the last fresh
-        one, else (unless a fresh one is starting: it is waited for) the last one back, of
-        another application."""
+        one. Failing both, with a fresh one starting: None (wait for it). Else the worker idle
+        longest, of another application, to be replaced for this call, if this application
+        has no worker or that one has been idle ``PATIENCE`` (its application is quiet); else
+        None: the call waits for a worker of its own."""
         idle = self._idle
-        if not idle:
-            return None
         fresh = None
         for at in range(len(idle) - 1, -1, -1):
             owner = idle[at].app_id
@@ -506,9 +571,15 @@ class Pool:
                 return idle.pop(at)
             if owner is None and fresh is None:
                 fresh = at
-        if fresh is None and self._starting:
+        if fresh is not None:
+            return idle.pop(fresh)
+        if not idle or self._starting:
             return None
-        return idle.pop(-1 if fresh is None else fresh)
+        longest = min(range(len(idle)), key=lambda at: idle[at].idle_since)
+        quiet = asyncio.get_running_loop().time() - idle[longest].idle_since >= PATIENCE
+        if self._held()[app_id] and not quiet:
+            return None
+        return idle.pop(longest)
 
     async def _fresh_instead(self, worker: Worker, app_id: str, deadline: float) -> Worker:
         """``worker`` ran another application's code: a new process takes its place."""

@@ -134,3 +134,77 @@ async def test_claiming_the_last_fresh_worker_frees_one_of_an_application_holdin
     assert await pool._take(soon(), APP) is fresh
     assert replaced == [old]  # not y's only worker; x's least recently used
     assert pool._idle == [lone, recent]
+
+
+async def test_a_worker_back_goes_to_a_waiting_call_of_its_application_first(pool: Pool) -> None:
+    theirs = asyncio.ensure_future(pool._take(soon(), "x"))
+    mine = asyncio.ensure_future(pool._take(soon(), APP))
+    await asyncio.sleep(0)
+    worker = fake_worker("mine", APP)
+    pool._give(worker)  # the other application's call waited longer, but not for long
+    assert await mine is worker
+    assert not theirs.done()
+    fresh = fake_worker("fresh")
+    pool._give(fresh)
+    assert await theirs is fresh
+
+
+def replaceable(pool: Pool, monkeypatch: pytest.MonkeyPatch, worker: Any) -> Any:
+    """``worker`` can be stopped; the pool's new processes are fakes. Returns the next one."""
+    new = fake_worker("new")
+
+    async def spawn() -> Any:
+        return new
+
+    async def stop(wait: float = 0) -> int:
+        return -9
+
+    worker.popen.kill = lambda: None
+    worker.stop = stop
+    monkeypatch.setattr(pool, "_spawn", spawn)
+    return new
+
+
+async def test_an_application_without_workers_gets_a_worker_back_within_patience(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.executor.sandbox.PATIENCE", 0.05)
+    mine = fake_worker("mine", APP)
+    pool._workers = {mine}
+    new = replaceable(pool, monkeypatch, mine)
+    theirs = asyncio.ensure_future(pool._take(soon(), "x"))
+    await asyncio.sleep(0)
+    pool._give(mine)  # APP's only worker: not taken at once, it stays idle...
+    assert pool._idle == [mine] and not theirs.done()
+    assert await theirs is new and new.app_id == "x"  # ...until x has waited long enough
+    assert pool._idle == []
+
+
+async def test_an_application_with_several_workers_gives_one_at_once(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, other = fake_worker("mine", APP), fake_worker("other", APP)
+    pool._workers = {mine, other}
+    new = replaceable(pool, monkeypatch, mine)
+    theirs = asyncio.ensure_future(pool._take(soon(), "x"))
+    await asyncio.sleep(0)
+    pool._give(mine)
+    assert await theirs is new
+
+
+async def test_calls_of_an_application_with_a_worker_wait_for_their_own(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No process is started for them while their own worker is busy and another's has just
+    come back; another application's worker idle for ``PATIENCE`` is taken."""
+    busy, idle = fake_worker("busy", "x"), fake_worker("idle", APP)
+    pool._workers = {busy, idle}
+    new = replaceable(pool, monkeypatch, idle)
+    pool._give(idle)
+    waiting = asyncio.ensure_future(pool._take(soon(), "x"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and pool._idle == [idle]
+    pool._give(busy)
+    assert await waiting is busy
+    idle.idle_since -= 10  # APP has been quiet for a while
+    assert await pool._take(soon(), "x") is new  # busy is in use: the quiet one is replaced
