@@ -8,6 +8,9 @@ directory, deploys the demo worklets, and prints:
   every run SUCCEEDED, with 64 concurrent clients;
 - cold start: the first invoke after each of several deploys (median and worst);
 - the floor: a raw NATS request/reply round trip between two connections on this machine;
+- applications sharing the worker pool: synchronous invokes per second of a one-block worklet
+  from 1, 2 and 3 applications at once (16 clients each), and the worker processes started
+  to move workers between them (a worker serves one application for its life);
 - where the CPU went: milliseconds of CPU per run of each process, in both measures.
 """
 
@@ -32,8 +35,9 @@ from bench.http import AsyncClient, SyncClient
 from cli.deploy import load_definition
 from cli.servers import free_port, start_mongo, start_nats
 from shared.schemas import event_decoder
+from shared.settings import ExecutorSettings
 from shared.subjects import EVENT_KIND_HEADER, REGISTRY_CONSUMER
-from tests.stack import Servers, Stack
+from tests.stack import Servers, Stack, code_worklet
 
 DEMO = Path(__file__).resolve().parent.parent / "cli" / "demo"
 
@@ -155,12 +159,54 @@ async def throughput(
     return total / accepted, total / recorded
 
 
+async def shared_pool(
+    stack: Stack, apps: list[tuple[str, str, str]], seconds: float, clients: int
+) -> tuple[float, set[int]]:
+    """Synchronous invokes per second with ``clients`` clients per (app, key, worklet), and
+    the worker processes (pids) that ran them."""
+    stop = time.perf_counter() + seconds
+    done = 0
+    pids: set[int] = set()
+
+    async def client_loop(app_id: str, key: str, worklet_id: str) -> None:
+        nonlocal done
+        client = AsyncClient("127.0.0.1", stack.gateway_port, {"Authorization": f"Api-Key {key}"})
+        path = f"/applications/{app_id}/worklets/{worklet_id}/invoke"
+        while time.perf_counter() < stop:
+            status, body = await client.post(path, {"worklet_input": None})
+            assert status == 200 and body["success"], body
+            pids.add(body["worklet_output"])
+            done += 1
+        await client.close()
+
+    await asyncio.gather(*(client_loop(*app) for app in apps for _ in range(clients)))
+    return done / seconds, pids
+
+
+def tenants(stack: Stack, seconds: float) -> list[tuple[int, float, int]]:
+    """(applications, invokes/s, worker processes used) for 1, 2 and 3 applications."""
+    apps = []
+    for i in range(3):
+        app_id, key = stack.create_app(f"tenant-{i}")
+        source = "import os\n\ndef main():\n    return os.getpid()\n"
+        apps.append((app_id, key, stack.deploy(app_id, code_worklet("pid", source))["id"]))
+    results = []
+    for count in (1, 2, 3):
+        asyncio.run(shared_pool(stack, apps[:count], 2.0, 16))  # warm up
+        rate, pids = asyncio.run(shared_pool(stack, apps[:count], seconds, 16))
+        results.append((count, rate, len(pids)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sync", type=int, default=2000, help="synchronous invokes measured")
     parser.add_argument("--runs", type=int, default=5000, help="background runs measured")
     parser.add_argument("--clients", type=int, default=64, help="concurrent background clients")
     parser.add_argument("--cold", type=int, default=10, help="deploys measured for cold start")
+    parser.add_argument(
+        "--tenant-seconds", type=float, default=8.0, help="seconds per shared-pool measure"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="worklets-bench-") as tmp:
@@ -197,6 +243,8 @@ def main() -> None:
                 )
                 background_cpu = meter.take()
                 floor = asyncio.run(nats_floor(servers.nats_url, 2000))
+                shared = tenants(stack, args.tenant_seconds)
+                workers = ExecutorSettings(secrets_key=stack.secrets_key).workers
         finally:
             mongo_proc.stop()
             nats_proc.stop()
@@ -230,6 +278,15 @@ def main() -> None:
     total_sync = sum(sync_cpu.values()) * 1000 / args.sync
     total_bg = sum(background_cpu.values()) * 1000 / args.runs
     print(f"| all | {total_sync:.2f} | {total_bg:.2f} |")
+    print()
+    print(
+        f"Applications sharing the executor's {workers} workers (a one-block worklet, 16 "
+        f"clients per application, synchronous, {args.tenant_seconds:g} s each):"
+    )
+    print("| applications | invokes/s | worker processes used |")
+    print("|---|---|---|")
+    for count, rate, used in shared:
+        print(f"| {count} | {rate:.0f} | {used} |")
 
 
 if __name__ == "__main__":
