@@ -546,7 +546,7 @@ class Pool:
         application that has more than one is replaced by one."""
         if self._starting or any(worker.app_id is None for worker in self._idle):
             return
-        held = Counter(worker.app_id for worker in self._workers)
+        held = self._held()
         for at, worker in enumerate(self._idle):
             if worker.app_id != app_id and held[worker.app_id] > 1:
                 del self._idle[at]
