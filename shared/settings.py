@@ -6,6 +6,7 @@ Required secrets (the registry's admin token) have no default; ``make dev`` supp
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,7 @@ from shared.subjects import Names
 MiB = 1024 * 1024
 # WORKLETS_SECRETS_KEY: 32 bytes in URL-safe base64 (services/common/sealing.py makes one)
 SECRETS_KEY_PATTERN = r"^[A-Za-z0-9_-]{43}=?$"
+SecretsKey = Annotated[str, Field(pattern=SECRETS_KEY_PATTERN)]
 
 
 class CommonSettings(BaseSettings):
@@ -48,6 +50,7 @@ class RegistrySettings(CommonSettings):
     mongo_db: str = "worklets"
     admin_token: str = Field(min_length=16)
     secrets_key: str = Field(pattern=SECRETS_KEY_PATTERN, repr=False)  # seals secrets at rest
+    secrets_previous_keys: list[SecretsKey] = Field(default_factory=list, repr=False)
     persist_batch: int = Field(default=1000, gt=0)  # events per MongoDB bulk write
     max_definition_bytes: int = Field(default=1 * MiB, gt=0)
     # where browsers reach the gateway: the published views' URLs and the console's config
@@ -60,6 +63,7 @@ class ExecutorSettings(CommonSettings):
     worker_memory_mb: int = Field(default=512, ge=64)
     worker_user: str = "nobody"  # workers drop to this user when the executor runs as root
     secrets_key: str = Field(pattern=SECRETS_KEY_PATTERN, repr=False)  # opens sealed secrets
+    secrets_previous_keys: list[SecretsKey] = Field(default_factory=list, repr=False)
     ack_wait: float = Field(default=30.0, gt=0)  # seconds; in-progress acks keep long runs
     max_deliveries: int = Field(default=5, ge=1)  # a run redelivered more often fails
     max_output_bytes: int = Field(default=2 * MiB, gt=0)

@@ -46,3 +46,22 @@ def test_a_new_key_is_accepted_everywhere() -> None:
     assert len(parse_key(key)) == 32
     assert ExecutorSettings(secrets_key=key).secrets_key == key
     assert "secrets_key=" not in repr(ExecutorSettings(secrets_key=key))
+
+
+def test_values_sealed_under_a_previous_key_still_open() -> None:
+    old, new = new_key(), new_key()
+    sealed = Sealer(old).seal("a", "n", "value")
+    rotated = Sealer(new, [old])
+    assert rotated.open("a", "n", sealed) == "value"
+    assert not rotated.is_current("a", "n", sealed)
+    assert rotated.is_current("a", "n", rotated.seal("a", "n", "value"))
+    with pytest.raises(SealError):
+        Sealer(new).open("a", "n", sealed)
+
+
+def test_previous_keys_are_checked_by_the_settings() -> None:
+    key = new_key()
+    settings = ExecutorSettings(secrets_key=key, secrets_previous_keys=[new_key()])
+    assert len(settings.secrets_previous_keys) == 1
+    with pytest.raises(ValidationError, match="secrets_previous_keys"):
+        ExecutorSettings(secrets_key=key, secrets_previous_keys=["short"])

@@ -8,6 +8,10 @@ associated data, so a sealed value copied to another secret or application does 
 
 A sealed value is ``v1.`` and the URL-safe base64 of a 12-byte random nonce followed by the
 ciphertext and its tag. ``python -m services.common.sealing`` prints a new key.
+
+Rotation: the new key becomes ``WORKLETS_SECRETS_KEY`` and the old one joins
+``WORKLETS_SECRETS_PREVIOUS_KEYS``; values sealed under a previous key still open, and the
+registry seals them again under the current key when it starts (``Store.reseal_secrets``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -52,8 +57,11 @@ def _associated(app_id: str, name: str) -> bytes:
 
 
 class Sealer:
-    def __init__(self, key: str) -> None:
+    """Seals under ``key``; opens what ``key`` or any of ``previous`` sealed."""
+
+    def __init__(self, key: str, previous: Sequence[str] = ()) -> None:
         self._aead = AESGCM(parse_key(key))
+        self._previous = [AESGCM(parse_key(old)) for old in previous]
 
     def seal(self, app_id: str, name: str, value: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
@@ -61,19 +69,29 @@ class Sealer:
         return VERSION + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def open(self, app_id: str, name: str, sealed: str) -> str:
-        if not sealed.startswith(VERSION):
-            raise SealError(f"secret {name!r} is not sealed in a known format")
-        try:
-            raw = base64.urlsafe_b64decode(sealed.removeprefix(VERSION))
-            plain = self._aead.decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(app_id, name)
-            )
-        except (binascii.Error, ValueError, InvalidTag):
-            raise SealError(
-                f"secret {name!r} does not open with this WORKLETS_SECRETS_KEY "
-                "(sealed under another key, or altered)"
-            ) from None
+        for aead in (self._aead, *self._previous):
+            plain = _open(aead, app_id, name, sealed)
+            if plain is not None:
+                return plain
+        raise SealError(
+            f"secret {name!r} does not open with WORKLETS_SECRETS_KEY or a previous key "
+            "(sealed under another key, or altered)"
+        )
+
+    def is_current(self, app_id: str, name: str, sealed: str) -> bool:
+        """Whether ``sealed`` opens under the current key (else it is due to be sealed again)."""
+        return _open(self._aead, app_id, name, sealed) is not None
+
+
+def _open(aead: AESGCM, app_id: str, name: str, sealed: str) -> str | None:
+    if not sealed.startswith(VERSION):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(sealed.removeprefix(VERSION))
+        plain = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(app_id, name))
         return plain.decode()
+    except (binascii.Error, ValueError, InvalidTag):
+        return None
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ class Runtime:
         self._versions = versions
         self._heads = heads
         self._secrets = secrets
-        self._sealer = Sealer(settings.secrets_key)
+        self._sealer = Sealer(settings.secrets_key, settings.secrets_previous_keys)
         self._graphs = Graphs()
 
     # ------------------------------------------------------------ a run's life

@@ -49,9 +49,16 @@ def create_app(settings: RegistrySettings) -> FastAPI:
             stack.push_async_callback(mongo.close)
             store = Store(mongo[settings.mongo_db])
             await store.create_indexes()
-            sealer = Sealer(settings.secrets_key)
-            if sealed := await store.seal_plain_secrets(sealer.seal):
-                log.info("sealed %d secrets stored before secrets were sealed", sealed)
+            sealer = Sealer(settings.secrets_key, settings.secrets_previous_keys)
+            resealed, unreadable = await store.reseal_secrets(sealer)
+            if resealed:
+                log.info("sealed %d secrets again under the current key", resealed)
+            if unreadable:
+                log.error(
+                    "%d secrets open under no key given (WORKLETS_SECRETS_KEY, "
+                    "WORKLETS_SECRETS_PREVIOUS_KEYS): runs using them fail SecretUnreadable",
+                    unreadable,
+                )
             nc = await stack.enter_async_context(nats_connection(settings, "registry"))
             readmodel = ReadModel(await index_bucket(nc.jetstream(), settings), nc, settings.names)
             await readmodel.rebuild(store)

@@ -27,7 +27,6 @@ collection with a compound index that contains ``_id``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.sealing import Sealer, SealError
 
 Document = dict[str, Any]
 
@@ -96,17 +97,29 @@ class Store:
     def views(self) -> AsyncCollection[Document]:
         return self.db["views"]
 
-    async def seal_plain_secrets(self, seal: Callable[[str, str, str], str]) -> int:
-        """Seal the values stored before secrets were sealed (a ``value`` field); how many."""
-        count = 0
-        async for doc in self.secrets.find({"value": {"$exists": True}}):
-            sealed = seal(doc["app_id"], doc["name"], doc["value"])
+    async def reseal_secrets(self, sealer: Sealer) -> tuple[int, int]:
+        """Seal under the current key what is not: values stored in plain text by an earlier
+        version (a ``value`` field), and values sealed under a previous key. Returns (sealed
+        again, unreadable: under no key given, left as they are)."""
+        resealed = unreadable = 0
+        async for doc in self.secrets.find({}):
+            app_id, name = doc["app_id"], doc["name"]
+            if "value" in doc:
+                plain, was = doc["value"], {"value": doc["value"]}
+            elif sealer.is_current(app_id, name, doc["sealed"]):
+                continue
+            else:
+                try:
+                    plain, was = sealer.open(app_id, name, doc["sealed"]), {"sealed": doc["sealed"]}
+                except SealError:
+                    unreadable += 1
+                    continue
             await self.secrets.update_one(
-                {"_id": doc["_id"], "value": doc["value"]},
-                {"$set": {"sealed": sealed}, "$unset": {"value": ""}},
+                {"_id": doc["_id"], **was},
+                {"$set": {"sealed": sealer.seal(app_id, name, plain)}, "$unset": {"value": ""}},
             )
-            count += 1
-        return count
+            resealed += 1
+        return resealed, unreadable
 
     async def create_indexes(self) -> None:
         await self.api_keys.create_indexes(

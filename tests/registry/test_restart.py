@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 from pymongo import AsyncMongoClient
 
-from services.common.sealing import Sealer
+from services.common.sealing import Sealer, new_key
 from shared.schemas import ApiKeyEntry, SecretEntry, Status, WorkletHead, encoder
 from shared.subjects import REGISTRY_CONSUMER, Names
 from tests.registry.definitions import definition
@@ -106,29 +107,48 @@ async def test_restart_keeps_everything_and_rebuilds_the_read_model(
         await mongo.close()
 
 
-async def test_secrets_stored_in_plain_text_before_are_sealed_at_start(
+async def test_secrets_are_sealed_again_under_the_current_key_at_start(
     own_registry: Stack, nc: Client
 ) -> None:
-    """Data of a version that stored values as they came: the next start seals them."""
+    """Values stored in plain text by an earlier version, and values sealed under a previous
+    key (a rotation): the next start seals them under the current key."""
     stack = own_registry
     names = Names(stack.prefix)
     kv = await nc.jetstream().key_value(names.index_bucket)
     async with client(stack, f"Bearer {stack.admin_token}") as admin:
         app_id, _ = await new_app(admin)
+        put = await admin.put(f"/v1/applications/{app_id}/secrets/ROTATED", json={"value": "r"})
+        assert put.status_code == 204
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.servers.mongo_url)
     try:
         secrets = mongo[stack.prefix]["secrets"]
         legacy = {"app_id": app_id, "name": "OLD", "value": "plain", "updated_at": "x"}
         await secrets.insert_one({"_id": f"{app_id}/OLD", **legacy})
         restart(stack)
-        stored = await secrets.find_one({"_id": f"{app_id}/OLD"})
+        old = await secrets.find_one({"_id": f"{app_id}/OLD"})
+        assert old is not None and "value" not in old
+        assert Sealer(stack.secrets_key).open(app_id, "OLD", old["sealed"]) == "plain"
+        entry = (await kv.get(names.secret(app_id, "OLD"))).value
+        assert entry is not None and b"plain" not in entry
+        assert msgspec.json.decode(entry, type=SecretEntry).sealed == old["sealed"]
+
+        # rotation: a new key, the old one as a previous key
+        previous, current = stack.secrets_key, new_key()
+        stack.processes["registry"].stop()
+        stack.start(
+            "registry",
+            WORKLETS_SECRETS_KEY=current,
+            WORKLETS_SECRETS_PREVIOUS_KEYS=json.dumps([previous]),
+        )
+        for name, value in (("OLD", "plain"), ("ROTATED", "r")):
+            doc = await secrets.find_one({"_id": f"{app_id}/{name}"})
+            assert doc is not None
+            assert Sealer(current).open(app_id, name, doc["sealed"]) == value
+            entry = (await kv.get(names.secret(app_id, name))).value
+            assert entry is not None
+            assert msgspec.json.decode(entry, type=SecretEntry).sealed == doc["sealed"]
     finally:
         await mongo.close()
-    assert stored is not None and "value" not in stored
-    assert Sealer(stack.secrets_key).open(app_id, "OLD", stored["sealed"]) == "plain"
-    entry = (await kv.get(names.secret(app_id, "OLD"))).value
-    assert entry is not None and b"plain" not in entry
-    assert msgspec.json.decode(entry, type=SecretEntry).sealed == stored["sealed"]
 
 
 async def _status(admin: Any, path: str, status: str) -> bool:
