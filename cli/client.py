@@ -159,12 +159,7 @@ class Registry(_Client):
 
     def resolve_worklet(self, app: str, worklet: str) -> Json:
         """The list entry of the worklet whose id, else whose name, is ``worklet``."""
-        items = self.list_worklets(app)
-        for key in ("id", "name"):
-            for item in items:
-                if item.get(key) == worklet:
-                    return item
-        raise ApiError(f"no worklet `{worklet}` in application {app}", code="not_found")
+        return find_worklet(self.list_worklets(app), app, worklet)
 
     # schedules
     def put_schedule(self, app: str, worklet_id: str, schedule: Json) -> Json:
@@ -230,3 +225,12 @@ class Gateway(_Client):
         path = f"/applications/{app}/worklets/{worklet_id}/{run_id}"
         answer: Json = self.request("GET", path, (200,))
         return answer
+
+
+def find_worklet(items: list[Json], app: str, worklet: str) -> Json:
+    """The entry of ``items`` (a worklet list) whose id, else whose name, is ``worklet``."""
+    for key in ("id", "name"):
+        for item in items:
+            if item.get(key) == worklet:
+                return item
+    raise ApiError(f"no worklet `{worklet}` in application {app}", code="not_found")

@@ -13,8 +13,10 @@ from cli.client import Gateway, Json
 from cli.config import Config
 from cli.output import dump, error_line
 from shared.schemas import TERMINAL, Status
+from shared.settings import CommonSettings
 
-DEFAULT_TIMEOUT = 300.0  # the platform's default synchronous timeout, when a worklet sets none
+# the platform's default synchronous timeout, when a worklet sets none
+DEFAULT_TIMEOUT: float = CommonSettings.model_fields["default_timeout"].default
 WAIT_MARGIN = 30.0  # seconds the client waits past the run's timeout for the gateway's answer
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from cli.client import find_worklet
 from cli.config import Config
 from cli.output import dump, table
 from shared.schemas import Status
@@ -36,7 +37,7 @@ def command(args: argparse.Namespace, config: Config) -> int:
         names = {w["id"]: w["name"] for w in worklets}
         worklet_id = None
         if args.worklet:
-            worklet_id = registry.resolve_worklet(app, args.worklet)["id"]
+            worklet_id = find_worklet(worklets, app, args.worklet)["id"]
         runs = registry.list_runs(app, worklet_id=worklet_id, status=args.status, limit=args.limit)
     if args.json:
         dump(runs)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from cli.client import Json, Registry
+from cli.client import Json
 from cli.config import Config
 from cli.invoke import parse_input
 from cli.output import dump, table
@@ -47,10 +47,6 @@ def _at(text: str) -> str:
         return datetime.fromisoformat(text).isoformat()
     except ValueError:
         return text
-
-
-def _worklet(registry: Registry, app: str, ref: str) -> Json:
-    return registry.resolve_worklet(app, ref)
 
 
 def body(args: argparse.Namespace) -> Json:
@@ -136,7 +132,7 @@ def set_command(args: argparse.Namespace, config: Config) -> int:
     app = args.app or config.require_app()
     sent = body(args)  # input mistakes before any request
     with config.registry() as registry:
-        worklet = _worklet(registry, app, args.worklet)
+        worklet = registry.resolve_worklet(app, args.worklet)
         schedule = registry.put_schedule(app, worklet["id"], sent)
     _print(schedule, args.json)
     return 0
@@ -145,7 +141,7 @@ def set_command(args: argparse.Namespace, config: Config) -> int:
 def show_command(args: argparse.Namespace, config: Config) -> int:
     app = args.app or config.require_app()
     with config.registry() as registry:
-        worklet = _worklet(registry, app, args.worklet)
+        worklet = registry.resolve_worklet(app, args.worklet)
         schedule = registry.get_schedule(app, worklet["id"])
     _print(schedule, args.json)
     return 0
@@ -154,7 +150,7 @@ def show_command(args: argparse.Namespace, config: Config) -> int:
 def rm_command(args: argparse.Namespace, config: Config) -> int:
     app = args.app or config.require_app()
     with config.registry() as registry:
-        worklet = _worklet(registry, app, args.worklet)
+        worklet = registry.resolve_worklet(app, args.worklet)
         registry.delete_schedule(app, worklet["id"])
     print(f"removed the schedule of {worklet['name']}")
     return 0

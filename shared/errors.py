@@ -51,8 +51,9 @@ class RunErrorType(StrEnum):
     INVALID_OUTPUT = "InvalidOutput"
     OUTPUT_TOO_LARGE = "OutputTooLarge"
     REDELIVERY_LIMIT = "RedeliveryLimit"
-    CANCELLED = "Cancelled"
     INVALID_CONDITION = "InvalidCondition"
+    INVALID_DEFINITION = "InvalidDefinition"  # a stored definition the executor cannot run
+    FUNCTION_NOT_FOUND = "FunctionNotFound"  # a code block without the function it names
     OVERLAP_SKIPPED = "OverlapSkipped"  # a schedule slot skipped: its previous run still ran
     SECRET_UNREADABLE = "SecretUnreadable"  # sealed under another WORKLETS_SECRETS_KEY
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.schemas import WorkletSettings
 from shared.subjects import Names
 
 MiB = 1024 * 1024
@@ -33,6 +34,14 @@ class CommonSettings(BaseSettings):
     @property
     def names(self) -> Names:
         return Names(self.prefix)
+
+    def run_timeout(self, worklet: WorkletSettings, background: bool) -> float:
+        """A run's limit: the worklet's own, else the platform's; a background run has the
+        longer background limit."""
+        if background:
+            own = worklet.background_timeout
+            return self.background_timeout if own is None else own
+        return self.default_timeout if worklet.timeout is None else worklet.timeout
 
 
 class GatewaySettings(CommonSettings):

@@ -90,10 +90,6 @@ class Names:
     def changes(self, app: str) -> str:
         return f"{self.prefix}.changes.{app}"
 
-    @property
-    def changes_all(self) -> str:
-        return f"{self.prefix}.changes.>"
-
     # key-value keys
     @staticmethod
     def key_entry(key_hash: str) -> str:

@@ -32,6 +32,14 @@ def new_run_id(now: float | None = None) -> str:
     return _encode(ms, 10) + _encode(secrets.randbits(80), 16)
 
 
+def run_time(run_id: str) -> datetime:
+    """The time a run id was made for, to the millisecond (its first ten characters)."""
+    ms = 0
+    for char in run_id[:10]:
+        ms = ms * 32 + _ALPHABET.index(char)
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def slot_key(schedule_id: str, fire_time: datetime) -> str:
     """``{schedule id}:{fire time in UTC}``: the Nats-Msg-Id of a scheduled run request."""
     return f"{schedule_id}:{fire_time.astimezone(UTC).isoformat()}"

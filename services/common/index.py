@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DELETES = ("DEL", "PURGE")
+DELETES = ("DEL", "PURGE")  # KV operations that remove an entry
 
 
 class IndexView(Generic[T]):
@@ -61,13 +61,20 @@ class IndexView(Generic[T]):
                 self._apply(entry)
 
     def _apply(self, entry: KeyValue.Entry) -> None:
-        if entry.operation in _DELETES or not entry.value:
+        if entry.operation in DELETES or not entry.value:
             self._entries.pop(entry.key, None)
             return
         try:
             self._entries[entry.key] = self._decoder.decode(entry.value)
         except msgspec.DecodeError as err:
             log.error("index entry %s does not decode: %s", entry.key, err)
+
+    def put(self, key: str, value: T) -> None:
+        """Keep ``value`` (a view that does not watch, fed by a ``Feed`` instead)."""
+        self._entries[key] = value
+
+    def delete(self, key: str) -> None:
+        self._entries.pop(key, None)
 
     def cached(self, key: str) -> T | None:
         return self._entries.get(key)
@@ -80,7 +87,7 @@ class IndexView(Generic[T]):
             entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None
-        if entry.value is None or entry.operation in _DELETES:
+        if entry.value is None or entry.operation in DELETES:
             return None
         value = self._decoder.decode(entry.value)
         self._entries[key] = value

@@ -63,7 +63,7 @@ def pub(subject: bytes, payload: bytes, reply: bytes = b"") -> bytes:
     return b"PUB %b %d\r\n%b\r\n" % (subject, len(payload), payload)
 
 
-def _expire(future: asyncio.Future[Any]) -> None:
+def expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
 
@@ -79,7 +79,7 @@ async def within(seconds: float, *futures: asyncio.Future[Any]) -> None:
         if future.done():
             future.result()
             continue
-        timer = loop.call_at(deadline, _expire, future)
+        timer = loop.call_at(deadline, expire, future)
         try:
             await future
         finally:

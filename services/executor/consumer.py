@@ -24,17 +24,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX as JS_API
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.common.wire import Wire, pub
+from services.common.wire import STATUS, Wire, pub
 from services.executor.runtime import Runtime, shielded
-from shared.schemas import (
-    RunCancelled,
-    RunFailed,
-    RunRequest,
-    RunSucceeded,
-    RunTimedOut,
-    event_decoder,
-    run_request_decoder,
-)
+from shared.schemas import RunRequest, TerminalEvent, event_decoder, run_request_decoder
 from shared.settings import ExecutorSettings
 from shared.subjects import EXECUTORS_CONSUMER
 
@@ -43,14 +35,12 @@ log = logging.getLogger(__name__)
 PULL_EXPIRES = 1.0  # seconds a pull request lingers on the server
 PULL_EXPIRES_NS = int(PULL_EXPIRES * 1e9)
 PULL_GRACE = 1.0  # seconds past its expiry after which a silent pull request counts as over
-STATUS_HEADER = "Status"
 NAK_DELAY = 2.0  # seconds before a run that could not start is redelivered
 RETRY_DELAY = 1.0  # seconds between pull attempts after a JetStream error
 MIN_ACK_PENDING = 10_000  # the same on every executor, whatever its concurrency
 
 # Errors of the connection or of JetStream: logged and retried, never fatal to the loop.
 TRANSPORT_ERRORS = (nats.errors.Error, TimeoutError, OSError)
-TERMINAL_EVENTS = (RunSucceeded, RunFailed, RunTimedOut, RunCancelled)
 
 
 def consumer_config(settings: ExecutorSettings) -> ConsumerConfig:
@@ -211,7 +201,7 @@ class Consumer:
     def _on_status(self, msg: Msg) -> None:
         """The server about the open pull request: expired (408) or refused (409, 503...)."""
         headers = msg.headers or {}
-        status = headers.get(STATUS_HEADER)
+        status = headers.get(STATUS)
         if status == "100" or not self._pull_left:  # a heartbeat, or about an old request
             return
         self._pull_over()
@@ -330,7 +320,7 @@ class Consumer:
         except msgspec.DecodeError as err:
             log.warning("run %s: last event does not decode: %s", request.run_id, err)
             return False
-        if not isinstance(event, TERMINAL_EVENTS):
+        if not isinstance(event, TerminalEvent):
             return False
         self._runtime.resend(request, event, last.data)
         return True

@@ -13,11 +13,21 @@ import struct
 import msgspec
 from msgspec import Struct, field
 
+from shared.errors import RunErrorType
 from shared.schemas import RunError
 
 HEADER = struct.Struct(">I")
 EXIT_MEMORY = 86  # a worker that ran out of memory exits with this code
 EMPTY_ENV = b"{}"
+
+
+def memory_error(block: str, memory_mb: int) -> RunError:
+    """The error of a block that ran out of memory, as the worker or the executor tells it."""
+    return RunError(
+        type=RunErrorType.MEMORY_LIMIT,
+        message=f"Block {block!r} ran out of memory (limit {memory_mb} MB per worker)",
+        block=block,
+    )
 
 
 class CallContext(Struct, kw_only=True):

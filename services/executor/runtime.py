@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-INVALID_DEFINITION = "InvalidDefinition"
 BLOCK_KINDS: dict[type[Block], str] = {
     CodeBlock: "code",
     DecisionBlock: "decision",
@@ -268,12 +267,20 @@ class Runtime:
                 return value
             block = graph.blocks.get(current)
             if block is None:
-                raise _failure(INVALID_DEFINITION, f"No block {current!r} in the worklet", previous)
+                raise _failure(
+                    RunErrorType.INVALID_DEFINITION,
+                    f"No block {current!r} in the worklet",
+                    previous,
+                )
             if loop.time() >= run.deadline:
                 raise self._timeout(run, block.id)
             previous = current
             current, value = await self._block(run, graph, block, value)
-        raise _failure(INVALID_DEFINITION, f"The blocks form a cycle through {current!r}", previous)
+        raise _failure(
+            RunErrorType.INVALID_DEFINITION,
+            f"The blocks form a cycle through {current!r}",
+            previous,
+        )
 
     async def _block(
         self, run: Run, graph: Graph, block: Block, value: bytes
@@ -403,7 +410,7 @@ class Runtime:
                 RunErrorType.WORKLET_NOT_FOUND,
                 f"Block {block.id!r} calls worklet {block.worklet!r}, which does not exist",
             )
-        own = head.settings.timeout or self._settings.default_timeout
+        own = self._settings.run_timeout(head.settings, background=False)
         remaining = run.deadline - _loop_now()
         request = RunRequest(
             run_id=new_run_id(),

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from services.common.wire import expire
 from services.executor.confine import Identity, worker_identity
 from services.executor.protocol import (
     EXIT_MEMORY,
@@ -47,6 +48,7 @@ from services.executor.protocol import (
     SecretValue,
     frame,
     from_worker,
+    memory_error,
 )
 from shared.errors import RunErrorType
 from shared.schemas import RunError
@@ -157,7 +159,7 @@ class Answers(asyncio.Protocol):
                 raise WorkerExited(self._broken)
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+            timer = None if deadline is None else loop.call_at(deadline, expire, waiter)
             try:
                 await waiter
             finally:
@@ -165,11 +167,6 @@ class Answers(asyncio.Protocol):
                 if timer is not None:
                     timer.cancel()
         return self._frames.popleft()
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
 
 
 def sweep_stale_homes(root: Path) -> None:
@@ -209,7 +206,6 @@ class Worker:
     reading: asyncio.ReadTransport
     writer: asyncio.WriteTransport
     home: Path
-    max_frame: int
     loaded: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     app_id: str | None = None  # the application whose code it runs; None: fresh
     idle_since: float = 0.0  # loop time it last went idle
@@ -271,11 +267,7 @@ class Worker:
 
 def _crash_error(code: int, block: str, memory_mb: int) -> RunError:
     if code == EXIT_MEMORY:
-        return RunError(
-            type=RunErrorType.MEMORY_LIMIT,
-            message=f"Block {block!r} ran out of memory (limit {memory_mb} MB per worker)",
-            block=block,
-        )
+        return memory_error(block, memory_mb)
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -393,7 +385,7 @@ class Pool:
         answers = Answers(self._max_frame)
         transport, _ = await loop.connect_read_pipe(lambda: answers, replies)
         writer, _ = await loop.connect_write_pipe(asyncio.Protocol, requests)
-        worker = Worker(popen, answers, transport, writer, home, self._max_frame)
+        worker = Worker(popen, answers, transport, writer, home)
         self._workers.add(worker)
         try:
             async with asyncio.timeout(START_TIMEOUT):
@@ -504,14 +496,13 @@ class Pool:
         self._patience = None
         idle = self._idle
         if idle and self._waiting:
-            longest = min(range(len(idle)), key=lambda at: idle[at].idle_since)
-            self._give(idle.pop(longest))
+            self._give(idle.pop(0))  # idle in the order they went idle: the longest first
 
     async def _wait_for_worker(self, deadline: float, app_id: str) -> Worker:
         loop = asyncio.get_running_loop()
         waiter = Waiter(app_id, loop.time(), loop.create_future())
         self._waiting.append(waiter)
-        timer = loop.call_at(deadline, _expire, waiter.future)
+        timer = loop.call_at(deadline, expire, waiter.future)
         try:
             return await waiter.future
         except BaseException:
@@ -575,11 +566,11 @@ class Pool:
             return idle.pop(fresh)
         if not idle or self._starting:
             return None
-        longest = min(range(len(idle)), key=lambda at: idle[at].idle_since)
-        quiet = asyncio.get_running_loop().time() - idle[longest].idle_since >= PATIENCE
+        # idle is in the order workers went idle: the first has been idle longest
+        quiet = asyncio.get_running_loop().time() - idle[0].idle_since >= PATIENCE
         if self._held()[app_id] and not quiet:
             return None
-        return idle.pop(longest)
+        return idle.pop(0)
 
     async def _fresh_instead(self, worker: Worker, app_id: str, deadline: float) -> Worker:
         """``worker`` ran another application's code: a new process takes its place."""

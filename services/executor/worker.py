@@ -39,6 +39,7 @@ from services.executor.protocol import (
     SecretValue,
     ToWorker,
     frame,
+    memory_error,
     to_worker,
 )
 from shared.errors import RunErrorType
@@ -238,7 +239,7 @@ def load(call: Call, source: str) -> Loaded:
         del sys.modules[name]
         raise Rejected(
             RunError(
-                type="FunctionNotFound",
+                type=RunErrorType.FUNCTION_NOT_FOUND,
                 message=f"Block {info.block_id!r} defines no function {wanted!r}",
                 block=info.block_id,
             )
@@ -357,13 +358,7 @@ class Worker:
         except MemoryError:
             pass
         # Out of the handler, the exception and the frames holding the memory are gone.
-        block = call.context.block_id
-        error = RunError(
-            type=RunErrorType.MEMORY_LIMIT,
-            message=f"Block {block!r} ran out of memory (limit {self._memory_mb} MB per worker)",
-            block=block,
-        )
-        return Result(error=error, retire=True)
+        return Result(error=memory_error(call.context.block_id, self._memory_mb), retire=True)
 
     def _get(self, call: Call, capture: Capture) -> Loaded | Result:
         loaded = self._modules.get(call.key)
@@ -394,33 +389,33 @@ class Worker:
         if isinstance(loaded, Result):
             return loaded
         block = call.context.block_id
-        env = self._json.decode(call.env)
-        if not isinstance(env, dict):
+        arity = loaded.arity
+        # Only a function that takes env can change it: the others' calls skip its round trip.
+        env: Any = self._json.decode(call.env) if arity >= 2 else None
+        if arity >= 2 and not isinstance(env, dict):
             env = {}
         context = Context(call.context, self._channel, capture)
-        args = (self._json.decode(call.input), env, context)[: loaded.arity]
-        saved = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = capture
+        args = (self._json.decode(call.input) if arity else None, env, context)[:arity]
         try:
-            value = loaded.function(*args)
-            if loaded.is_async or (type(value) not in _SCALARS and inspect.isawaitable(value)):
-                value = _run_coroutine(value)
+            with capture.active():
+                value = loaded.function(*args)
+                if loaded.is_async or (type(value) not in _SCALARS and inspect.isawaitable(value)):
+                    value = _run_coroutine(value)
         except MemoryError:
             raise
         except BaseException as exc:
             _remember_lines(loaded.filename, loaded.source)
             return Result(error=user_error(exc, block), logs=capture.lines(), loaded=True)
         finally:
-            sys.stdout, sys.stderr = saved
             context.close()
         try:
             output = to_json(value, "returned output", block, self._max_output)
-            new_env = to_json(env, "left env", block, self._max_output)
+            new_env = None if env is None else to_json(env, "left env", block, self._max_output)
         except Rejected as rejected:
             return Result(error=rejected.error, logs=capture.lines(), loaded=True)
         return Result(
             output=output,
-            env=None if new_env == call.env else new_env,
+            env=None if new_env is None or new_env == call.env else new_env,
             logs=capture.lines(),
             loaded=True,
         )

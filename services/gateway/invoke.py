@@ -52,17 +52,8 @@ class Invoker:
     ) -> tuple[RunQueued, RunRequest]:
         run_id = new_run_id()
         now = datetime.now(UTC)
-        trigger: Trigger
-        if background:
-            trigger = "api_async"
-            timeout = head.settings.background_timeout
-            if timeout is None:
-                timeout = self._settings.background_timeout
-        else:
-            trigger = "api"
-            timeout = head.settings.timeout
-            if timeout is None:
-                timeout = self._settings.default_timeout
+        trigger: Trigger = "api_async" if background else "api"
+        timeout = self._settings.run_timeout(head.settings, background)
         if body.view_id is not None:  # invoked by a view's handler or binding
             trigger = "view"
         queued = RunQueued(

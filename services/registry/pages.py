@@ -15,6 +15,7 @@ answered with ``Cache-Control: no-cache`` and an ETag. A path that could leave i
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI, Request
@@ -71,12 +72,18 @@ async def common_asset(path: str, request: Request) -> Response:
     return serve(request, "common", path)
 
 
+@functools.cache
+def _docs_file(name: str) -> bytes:
+    """One of the few files of ``_DOCS_CONTENT_TYPES``, read once."""
+    return _DOCS_FILES.joinpath(name).read_bytes()
+
+
 @router.api_route(DOCS_ASSETS + "/{name}", methods=_METHODS)
 async def docs_asset(name: str) -> Response:
     content_type = _DOCS_CONTENT_TYPES.get(name)
     if content_type is None:
         raise NotFound(f"no such path: {DOCS_ASSETS}/{name}")
-    body = _DOCS_FILES.joinpath(name).read_bytes()
+    body = _docs_file(name)
     cache = {"Cache-Control": "public, max-age=86400"}  # they change with the package only
     return Response(body, media_type=content_type, headers=cache)
 

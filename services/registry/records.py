@@ -10,15 +10,16 @@ from msgspec import Raw
 
 from services.registry.bodies import LastRun, RunDetail, RunSummary
 from services.registry.store import Document, maybe_stamp
+from shared.errors import RunErrorType
 from shared.schemas import NULL, RunError, RunState, Status
 
 # Fields of a summary: everything but the (possibly large) JSON texts.
 SUMMARY_FIELDS = {"input": 0, "output": 0, "error": 0, "trace": 0}
 
 # A slot the scheduler skipped (overlap "skip") is recorded as a CANCELLED run whose error
-# (a RunError as JSON text, no spaces: ``{"type":"OverlapSkipped",...}``) has this type.
-OVERLAP_SKIPPED = "OverlapSkipped"
-SKIPPED_ERROR_PATTERN = f'"type":"{OVERLAP_SKIPPED}"'  # inside a JSON string, quotes are \"
+# (a RunError as JSON text, no spaces: ``{"type":"OverlapSkipped",...}``) has this type
+# (inside a JSON string, quotes are \").
+SKIPPED_ERROR_PATTERN = f'"type":"{RunErrorType.OVERLAP_SKIPPED}"'
 
 _error_decoder = msgspec.json.Decoder(RunError)
 
@@ -55,19 +56,8 @@ def last_run(doc: Document) -> LastRun:
 
 
 def detail(doc: Document) -> RunDetail:
-    head = summary(doc)
     return RunDetail(
-        run_id=head.run_id,
-        worklet_id=head.worklet_id,
-        version=head.version,
-        trigger=head.trigger,
-        status=head.status,
-        latency_ms=head.latency_ms,
-        parent_run_id=head.parent_run_id,
-        schedule_id=head.schedule_id,
-        queued_at=head.queued_at,
-        started_at=head.started_at,
-        finished_at=head.finished_at,
+        **msgspec.structs.asdict(summary(doc)),
         input=_raw(doc.get("input")),
         worklet_output=_raw(doc.get("output")),
         error=_raw(doc.get("error")),

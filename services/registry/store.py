@@ -61,6 +61,17 @@ def maybe_stamp(value: Any) -> datetime | None:
     return parse_stamp(value) if isinstance(value, str) and value else None
 
 
+async def find_by_ref(
+    collection: AsyncCollection[Document],
+    app_id: str,
+    ref: str,
+    projection: dict[str, int] | None = None,
+) -> Document | None:
+    """The application's document whose id, else whose name, is ``ref``."""
+    found = await collection.find_one({"_id": ref, "app_id": app_id}, projection)
+    return found or await collection.find_one({"app_id": app_id, "name": ref}, projection)
+
+
 @dataclass(frozen=True)
 class Store:
     db: AsyncDatabase[Document]

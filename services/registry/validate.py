@@ -29,7 +29,7 @@ def check_definition(definition: Definition, worklets: Mapping[str, str]) -> Def
 
     ``worklets`` maps every id and every name of the application's worklets to the id.
     """
-    _check_name(definition.name)
+    check_name(definition.name)
     _check_settings(definition)
     blocks = _check_ids(definition.blocks)
     entry = definition.entry if definition.entry is not None else definition.blocks[0].id
@@ -68,15 +68,16 @@ def worklet_references(definition: Definition) -> set[str]:
     return {b.worklet for b in definition.blocks if isinstance(b, WorkletBlock)}
 
 
-def _check_name(name: str) -> None:
+def check_name(
+    name: str, what: str = "worklet", error: type[InvalidDefinition] = InvalidDefinition
+) -> None:
+    """A worklet's or view's name: not blank, not too long, printable, no '/'."""
     if not name.strip():
-        raise InvalidDefinition("the worklet needs a name")
+        raise error(f"the {what} needs a name")
     if len(name) > MAX_NAME:
-        raise InvalidDefinition(f"the name is longer than {MAX_NAME} characters")
+        raise error(f"the name is longer than {MAX_NAME} characters")
     if "/" in name or not name.isprintable() or name != name.strip():
-        raise InvalidDefinition(
-            "the name may not contain '/', control characters, or leading/trailing spaces"
-        )
+        raise error("the name may not contain '/', control characters, or leading/trailing spaces")
 
 
 def _check_settings(definition: Definition) -> None:

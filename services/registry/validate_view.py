@@ -19,9 +19,9 @@ import msgspec
 
 from services.registry.cycles import find_cycle
 from services.registry.errors import InvalidView
+from services.registry.validate import check_name
 from shared.schemas import Binding, Component, ComponentType, Handler, ViewDefinition
 
-MAX_NAME = 100
 MAX_DEBOUNCE_MS = 60_000
 
 COMPONENT_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -48,7 +48,7 @@ def validate_view(view: ViewDefinition, worklets: Mapping[str, str]) -> ViewDefi
 
     ``worklets`` maps every id and every name of the application's worklets to the id.
     """
-    _check_name(view.name)
+    check_name(view.name, "view", InvalidView)
     ids = _check_ids(view.components)
     resolved: list[Component] = []
     for component in view.components:
@@ -126,17 +126,6 @@ def placeholders(template: msgspec.Raw) -> Iterator[str]:
 def _either(events: frozenset[str]) -> str:
     names = [f"{e!r}" for e in sorted(events)]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-
-
-def _check_name(name: str) -> None:
-    if not name.strip():
-        raise InvalidView("the view needs a name")
-    if len(name) > MAX_NAME:
-        raise InvalidView(f"the name is longer than {MAX_NAME} characters")
-    if "/" in name or not name.isprintable() or name != name.strip():
-        raise InvalidView(
-            "the name may not contain '/', control characters, or leading/trailing spaces"
-        )
 
 
 def _check_ids(components: list[Component]) -> dict[str, Component]:

@@ -2,8 +2,9 @@
 
 Like ``services.common.index.IndexView``, but instead of answering look-ups a ``Feed`` hands
 every change to callbacks: the current entries first (``start`` returns once they are applied),
-then each put or delete as the registry makes it, usually within milliseconds. ``Cache`` is the
-look-up side for the entries a feed keeps (worklet heads).
+then each put or delete as the registry makes it, usually within milliseconds. An
+``IndexView`` that does not watch is the look-up side for the entries a feed keeps (worklet
+heads: its ``put`` and ``delete`` are the feed's callbacks).
 
 A KV watcher is an ordered consumer, which lives on the server: when NATS restarts, nats-py
 only notices its loss after missed heartbeats, seconds later. So a feed also watches the
@@ -20,14 +21,14 @@ from typing import Generic, TypeVar
 
 import msgspec
 import nats.errors
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
+
+from services.common.index import DELETES
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_DELETES = ("DEL", "PURGE")
 START_TIMEOUT = 30.0  # seconds to receive the current entries
 CHECK_EVERY = 0.25  # seconds between looks at the connection's reconnect count
 RETRY_DELAY = 1.0  # seconds before watching again after a failure
@@ -126,7 +127,7 @@ class Feed(Generic[T]):
             await asyncio.sleep(CHECK_EVERY)
 
     def _apply(self, entry: KeyValue.Entry) -> None:
-        if entry.operation in _DELETES or not entry.value:
+        if entry.operation in DELETES or not entry.value:
             self._deleted(entry.key)
             return
         try:
@@ -147,31 +148,3 @@ class Feed(Generic[T]):
             self._on_delete(key)
         except Exception:
             log.exception("removing entry %s failed", key)
-
-
-class Cache(Generic[T]):
-    """Entries kept by a Feed (``put``/``delete``), read with ``get``; a miss reads the
-    bucket once, which covers an entry written a moment ago that the feed has not brought."""
-
-    def __init__(self, kv: KeyValue, type_: type[T]) -> None:
-        self._kv = kv
-        self._decoder = msgspec.json.Decoder(type_)
-        self._entries: dict[str, T] = {}
-
-    def put(self, key: str, value: T) -> None:
-        self._entries[key] = value
-
-    def delete(self, key: str) -> None:
-        self._entries.pop(key, None)
-
-    async def get(self, key: str) -> T | None:
-        found = self._entries.get(key)
-        if found is not None:
-            return found
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:  # never written, or deleted
-            return None
-        if not entry.value:
-            return None
-        return self._decoder.decode(entry.value)

@@ -40,9 +40,10 @@ from nats.js.errors import NotFoundError as StreamMessageNotFound
 from nats.js.kv import KeyValue
 
 from services.common.bus import EVENTS_MAX_AGE
-from services.common.ids import slot_key, slot_run_id
+from services.common.ids import run_time, slot_key, slot_run_id
+from services.common.index import IndexView
 from services.common.schedules import trigger
-from services.scheduler.feed import Cache
+from shared.errors import RunErrorType
 from shared.schemas import (
     TERMINAL,
     RunCancelled,
@@ -50,7 +51,6 @@ from shared.schemas import (
     RunQueued,
     RunRequest,
     ScheduleEntry,
-    ScheduleSpec,
     WorkletHead,
     encoder,
     event_decoder,
@@ -61,14 +61,12 @@ from shared.subjects import EVENT_KIND_HEADER, MSG_ID, Names
 
 log = logging.getLogger(__name__)
 
-OVERLAP_SKIPPED = "OverlapSkipped"  # RunError.type of a slot skipped by `overlap: skip`
 PUBLISH_TIMEOUT = 5.0  # seconds to wait for a JetStream ack
 RETRY_DELAY = 0.5  # seconds before a failed slot is tried again (doubling, at most 8 s)
 TRANSPORT_ERRORS = (nats.errors.Error, TimeoutError)
 # A claimed run queued this long without starting may have lost its request with the replica
 # that claimed it (or the executors are busy): publishing it again costs a duplicate at most.
 UNSTARTED = timedelta(seconds=10)
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # the alphabet of services.common.ids
 
 
 async def last_fired_bucket(nc: Client, settings: SchedulerSettings) -> KeyValue:
@@ -90,29 +88,12 @@ async def last_fired_bucket(nc: Client, settings: SchedulerSettings) -> KeyValue
         return await js.key_value(config.bucket)
 
 
-def run_time(run_id: str) -> datetime:
-    """The time a run id was made for, to the millisecond (its first ten characters)."""
-    ms = 0
-    for char in run_id[:10]:
-        ms = ms * 32 + _CROCKFORD.index(char)
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def run_timeout(spec: ScheduleSpec, head: WorkletHead, settings: SchedulerSettings) -> float:
-    """A background run gets the longer background limit, as an ``async`` invoke would."""
-    if spec.background:
-        timeout = head.settings.background_timeout
-        return settings.background_timeout if timeout is None else timeout
-    timeout = head.settings.timeout
-    return settings.default_timeout if timeout is None else timeout
-
-
 class Firer:
     def __init__(
         self,
         nc: Client,
         settings: SchedulerSettings,
-        heads: Cache[WorkletHead],
+        heads: IndexView[WorkletHead],
         last_fired: KeyValue,
     ) -> None:
         self._js = nc.jetstream()
@@ -269,7 +250,7 @@ class Firer:
             at=datetime.now(UTC),
             schedule_id=entry.schedule_id,
             error=RunError(
-                type=OVERLAP_SKIPPED,
+                type=RunErrorType.OVERLAP_SKIPPED,
                 message=(
                     f"Skipped the slot at {slot.astimezone(UTC).isoformat()}: the previous "
                     f"scheduled run {running} was still running (overlap: skip)"
@@ -293,7 +274,7 @@ class Firer:
         """The queued event, then the run request, on this connection, each ack awaited."""
         spec = entry.spec
         now = datetime.now(UTC)
-        timeout = run_timeout(spec, head, self._settings)
+        timeout = self._settings.run_timeout(head.settings, spec.background)
         queued = RunQueued(
             run_id=run_id,
             app_id=entry.app_id,

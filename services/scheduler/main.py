@@ -17,8 +17,9 @@ from contextlib import AsyncExitStack
 
 from services.common.bus import index_bucket, nats_connection
 from services.common.health import heartbeat
+from services.common.index import IndexView
 from services.common.logs import setup_logging
-from services.scheduler.feed import Cache, Feed
+from services.scheduler.feed import Feed
 from services.scheduler.firing import Firer, last_fired_bucket
 from services.scheduler.timetable import Timetable
 from shared.schemas import ScheduleEntry, WorkletHead
@@ -40,7 +41,7 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         def reconnects() -> int:
             return int(nc.stats["reconnects"])
 
-        heads: Cache[WorkletHead] = Cache(index, WorkletHead)
+        heads = IndexView(index, "worklet.>", WorkletHead, watch=False)
         worklets = Feed(index, "worklet.>", WorkletHead, heads.put, heads.delete, reconnects)
         await worklets.start()
         stack.push_async_callback(worklets.stop)

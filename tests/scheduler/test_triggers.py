@@ -15,9 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.common.bus import DUPLICATE_WINDOW
-from services.common.ids import slot_run_id
+from services.common.ids import run_time, slot_run_id
 from services.common.schedules import ScheduleError, next_fire_times, trigger, validate
-from services.scheduler.firing import run_time
 from shared.schemas import ScheduleEntry, ScheduleSpec
 from shared.settings import SchedulerSettings
 

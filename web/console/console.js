@@ -7,7 +7,7 @@ import { renderOverview } from "./overview.js";
 import { Registry } from "./registry.js";
 import { openSettings } from "./settings.js";
 import { closeMenu, menuIsOpen, renderSidebar } from "./sidebar.js";
-import { confirmDialog, field, h, modal, showFieldError, toast } from "./ui.js";
+import { confirmDialog, field, h, modal, showFieldError, toast, uniqueName } from "./ui.js";
 import { renderViewPage } from "./views.js";
 import { renderWorkletPage } from "./worklet-page.js";
 
@@ -86,11 +86,6 @@ async function identify(key) {
 
 async function signIn(key) {
   const me = await identify(key);
-  if (me.admin) {
-    throw new SignInError(
-      "That is the platform's admin token. The console signs in with an application's API key of role admin (it starts with wk_).",
-    );
-  }
   if (me.role !== "admin") {
     throw new SignInError(
       `This key has the role “${me.role}”: it can invoke worklets and open views, but not manage them. ` +
@@ -348,9 +343,7 @@ function nameDialog({ title, testid, label, initial, inputTestid, submitLabel, s
 }
 
 function newWorklet() {
-  const taken = new Set(ctx.worklets.map((w) => w.name));
-  let name = "my-worklet";
-  for (let n = 2; taken.has(name); n++) name = `my-worklet-${n}`;
+  const name = uniqueName("my-worklet", ctx.worklets);
   nameDialog({
     title: "New worklet",
     testid: "new-worklet-dialog",

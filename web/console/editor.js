@@ -6,7 +6,7 @@ import { h } from "./ui.js";
 
 /**
  * createJsonEditor({text, testid, onChange(text), onSave()}) answers
- * {element, textarea, getText, setText, parse, markRange, markObject, clearMarks, focus}.
+ * {element, getText, setText, parse, markRange, markObject}.
  */
 export function createJsonEditor({ text = "", testid = "editor", label = "JSON", onChange, onSave } = {}) {
   const gutter = h("div", { class: "editor-gutter", "aria-hidden": "true" });
@@ -95,7 +95,6 @@ export function createJsonEditor({ text = "", testid = "editor", label = "JSON",
 
   const editor = {
     element,
-    textarea,
     getText: () => textarea.value,
     setText(value) {
       textarea.value = value;
@@ -136,14 +135,45 @@ export function createJsonEditor({ text = "", testid = "editor", label = "JSON",
       editor.markRange(span.start, span.end, kind);
       return true;
     },
-    clearMarks() {
-      mark = null;
-      render();
-    },
-    focus: () => textarea.focus(),
   };
   render();
   return editor;
+}
+
+/**
+ * The box above an editor that says why its text was refused: createErrorBox({testid,
+ * messageTestid, subject, field}) answers {element, show(message, {at, kind}), hide()}.
+ * `at` is the block or component an API error names ("Block “x”"); it is kept in
+ * `element.dataset[field]`.
+ */
+export function createErrorBox({ testid, messageTestid, subject, field }) {
+  const element = h("div", { class: "editor-error", testid, hidden: true, role: "alert" });
+  return {
+    element,
+    show(message, { at = null, kind = "error" } = {}) {
+      element.replaceChildren(
+        h("strong", {}, kind === "syntax" ? "Not valid JSON" : at ? `${subject} “${at}”` : "Not saved"),
+        h("span", { testid: messageTestid }, message),
+      );
+      element.dataset[field] = at || "";
+      element.hidden = false;
+    },
+    hide() {
+      element.hidden = true;
+      element.replaceChildren();
+      element.dataset[field] = "";
+    },
+  };
+}
+
+/** The editor's text parsed ({value, spans}), or null once a syntax error is shown in `errors`. */
+export function parseOrShow(editor, errors) {
+  try {
+    return editor.parse();
+  } catch (err) {
+    if (err instanceof JsonSyntaxError) errors.show(syntaxMessage(editor.getText(), err), { kind: "syntax" });
+    return null;
+  }
 }
 
 /** Describe a syntax error with its line and column. */

@@ -4,14 +4,13 @@
 import { apiKeyAuth, path, requestJson } from "../static/api.js";
 
 export class Registry {
-  constructor({ key, appId = null, baseUrl = "" }) {
+  constructor({ key, appId = null }) {
     this.key = key;
     this.appId = appId;
-    this.baseUrl = baseUrl.replace(/\/+$/, "");
   }
 
   async call(method, route, body) {
-    const answer = await requestJson(`${this.baseUrl}${route}`, {
+    const answer = await requestJson(route, {
       method,
       auth: apiKeyAuth(this.key),
       body,

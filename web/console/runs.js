@@ -66,7 +66,7 @@ export async function openRunDetail(ctx, runId) {
 }
 
 /**
- * createRunHistory(ctx, worklet) answers {element, refresh(), expect(runId), destroy()}.
+ * createRunHistory(ctx, worklet) answers {element, expect(runId), destroy()}.
  * `expect(runId)` refreshes until that run is listed in a final state.
  */
 export function createRunHistory(ctx, worklet) {
@@ -177,7 +177,6 @@ export function createRunHistory(ctx, worklet) {
 
   return {
     element,
-    refresh,
     expect(runId) {
       waiting.set(runId, Date.now() + 30_000);
       refresh();

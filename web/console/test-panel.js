@@ -14,16 +14,20 @@ const RECORD_TRIES = 40; // the run record lands shortly after the run ends
 
 function wait(ms, signal) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const onAbort = () => {
       clearTimeout(timer);
       reject(new DOMException("aborted", "AbortError"));
-    });
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
   });
 }
 
 /**
- * createTestPanel(ctx, worklet, {onStarted(runId), onFinished({runId, trace}), onSelectBlock})
+ * createTestPanel(ctx, worklet, {onFinished({runId, trace}), onSelectBlock})
  * answers {element, destroy}. ctx: {gatewayUrl, appId, apiKey, registry}.
  */
 export function createTestPanel(ctx, worklet, { onFinished, onSelectBlock } = {}) {
@@ -125,8 +129,7 @@ export function createTestPanel(ctx, worklet, { onFinished, onSelectBlock } = {}
     return null;
   }
 
-  async function follow(runId, signal) {
-    const gateway = gatewayClient({ gatewayUrl: ctx.gatewayUrl, appId: ctx.appId, apiKey: ctx.apiKey });
+  async function follow(gateway, runId, signal) {
     const time = () => new Date().toLocaleTimeString();
     const history = [{ status: "QUEUED", at: time() }];
     let last = { status: "QUEUED" };
@@ -187,8 +190,7 @@ export function createTestPanel(ctx, worklet, { onFinished, onSelectBlock } = {}
     current?.abort();
     const mine = new AbortController();
     current = mine;
-    controller.signal.addEventListener("abort", () => mine.abort());
-    const signal = mine.signal;
+    const signal = AbortSignal.any([controller.signal, mine.signal]);
     run.disabled = true;
     run.textContent = "Running…";
     show({ status: "RUNNING", traceNote: "Invoking…" });
@@ -205,7 +207,7 @@ export function createTestPanel(ctx, worklet, { onFinished, onSelectBlock } = {}
         if (err instanceof ApiError && err.status === 504 && err.body?.run_id) {
           // the wait ran out, the run goes on: follow it to its end
           runId = err.body.run_id;
-          trace = await follow(runId, signal);
+          trace = await follow(gateway, runId, signal);
           return;
         }
         throw err;
@@ -213,7 +215,7 @@ export function createTestPanel(ctx, worklet, { onFinished, onSelectBlock } = {}
       const body = answer.body || {};
       if (answer.status === 202) {
         runId = body.scheduled_worklet_run_id;
-        trace = await follow(runId, signal);
+        trace = await follow(gateway, runId, signal);
         return;
       }
       runId = body.run_id;

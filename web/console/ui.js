@@ -55,9 +55,11 @@ export function missingPage(what, testid, err) {
   );
 }
 
-export function clear(el) {
-  el.replaceChildren();
-  return el;
+/** `base`, or `base-2`, `base-3`... whichever no item of `items` is named yet. */
+export function uniqueName(base, items) {
+  const taken = new Set((items || []).map((item) => item.name));
+  if (!taken.has(base)) return base;
+  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
 }
 
 // ---------------------------------------------------------------- icons (inline SVG)

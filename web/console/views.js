@@ -1,9 +1,8 @@
 // Views: a JSON editor with a live preview (the view runtime rendering the edited definition
 // in a frame, invoking for real), save, delete, and the link to the published page.
 
-import { createJsonEditor, syntaxMessage } from "./editor.js";
-import { JsonSyntaxError } from "./json-source.js";
-import { confirmDialog, h, missingPage, toast } from "./ui.js";
+import { createErrorBox, createJsonEditor, parseOrShow } from "./editor.js";
+import { confirmDialog, h, missingPage, toast, uniqueName } from "./ui.js";
 
 const PREVIEW_DELAY_MS = 600;
 
@@ -23,12 +22,6 @@ export function viewTemplate(name, worklets) {
     { id: "result", type: "json", label: "Result" },
   ];
   return { name, title: "New view", components };
-}
-
-function uniqueName(base, views) {
-  const taken = new Set((views || []).map((v) => v.name));
-  if (!taken.has(base)) return base;
-  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
 }
 
 /** Worklet names in handlers and bindings resolved to ids, as the published view has them. */
@@ -107,7 +100,7 @@ export async function renderViewPage(ctx, main, id) {
   const saveButton = h("button", { type: "button", class: "primary", testid: "view-save" }, view ? "Save" : "Create");
   const deleteButton = h("button", { type: "button", class: "danger-outline", testid: "view-delete", hidden: !view }, "Delete");
   const status = h("span", { class: "muted small", testid: "view-status" });
-  const errorBox = h("div", { class: "editor-error", testid: "view-error", hidden: true, role: "alert" });
+  const errors = createErrorBox({ testid: "view-error", messageTestid: "view-error-message", subject: "Component", field: "component" });
   const frameHost = h("div", { class: "preview-frame", testid: "view-preview" });
   const previewNote = h("span", { class: "muted small", testid: "preview-note" });
 
@@ -128,20 +121,6 @@ export async function renderViewPage(ctx, main, id) {
     onChange: changed,
     onSave: save,
   });
-
-  function showError(message, { component = null, kind = "error" } = {}) {
-    errorBox.replaceChildren(
-      h("strong", {}, kind === "syntax" ? "Not valid JSON" : component ? `Component “${component}”` : "Not saved"),
-      h("span", { testid: "view-error-message" }, message),
-    );
-    errorBox.dataset.component = component || "";
-    errorBox.hidden = false;
-  }
-
-  function hideError() {
-    errorBox.hidden = true;
-    errorBox.replaceChildren();
-  }
 
   function updateStatus() {
     const dirty = editor.getText() !== savedText;
@@ -165,29 +144,21 @@ export async function renderViewPage(ctx, main, id) {
     updateStatus();
     clearTimeout(previewTimer);
     previewTimer = setTimeout(() => {
-      try {
-        const parsed = editor.parse();
-        hideError();
-        preview(parsed.value);
-      } catch (err) {
-        if (err instanceof JsonSyntaxError) showError(syntaxMessage(editor.getText(), err), { kind: "syntax" });
-      }
+      const parsed = parseOrShow(editor, errors);
+      if (!parsed) return;
+      errors.hide();
+      preview(parsed.value);
     }, PREVIEW_DELAY_MS);
   }
 
   async function save() {
     clearTimeout(previewTimer);
-    let parsed;
-    try {
-      parsed = editor.parse();
-    } catch (err) {
-      if (err instanceof JsonSyntaxError) showError(syntaxMessage(editor.getText(), err), { kind: "syntax" });
-      return;
-    }
+    const parsed = parseOrShow(editor, errors);
+    if (!parsed) return;
     saveButton.disabled = true;
     try {
       const saved = view ? await ctx.registry.updateView(view.id, parsed.value) : await ctx.registry.createView(parsed.value);
-      hideError();
+      errors.hide();
       toast(view ? "View saved" : "View created");
       ctx.drafts.delete(`view:${id || "new"}`);
       await ctx.refreshSidebar();
@@ -203,7 +174,7 @@ export async function renderViewPage(ctx, main, id) {
       updateStatus();
       preview(saved.definition);
     } catch (err) {
-      showError(err.message, { component: err.component });
+      errors.show(err.message, { at: err.component });
       if (err.component) editor.markObject(err.component, "error");
     } finally {
       saveButton.disabled = false;
@@ -247,7 +218,7 @@ export async function renderViewPage(ctx, main, id) {
           "section",
           { class: "card editor-card" },
           h("header", { class: "card-header" }, h("h2", {}, "Definition"), status),
-          errorBox,
+          errors.element,
           editor.element,
           h(
             "p",
@@ -270,11 +241,8 @@ export async function renderViewPage(ctx, main, id) {
     ),
   );
   updateStatus();
-  try {
-    preview(editor.parse().value);
-  } catch (err) {
-    if (err instanceof JsonSyntaxError) showError(syntaxMessage(editor.getText(), err), { kind: "syntax" });
-  }
+  const parsed = parseOrShow(editor, errors);
+  if (parsed) preview(parsed.value);
 
   return () => {
     destroyed = true;

@@ -2,9 +2,9 @@
 // `error.block` is highlighted in the graph and in the text, the message shown next to the
 // editor), the Test panel and the run history.
 
-import { createJsonEditor, syntaxMessage } from "./editor.js";
+import { joinUrl, path } from "../static/api.js";
+import { createErrorBox, createJsonEditor, parseOrShow } from "./editor.js";
 import { renderGraph } from "./graph.js";
-import { JsonSyntaxError } from "./json-source.js";
 import { createRunHistory } from "./runs.js";
 import { describeSchedule } from "./settings.js";
 import { createTestPanel } from "./test-panel.js";
@@ -76,7 +76,7 @@ export async function renderWorkletPage(ctx, main, id) {
 
   function renderMeta() {
     const schedule = ctx.schedules.get(worklet.id);
-    const invokeUrl = ctx.gatewayUrl ? `${ctx.gatewayUrl.replace(/\/+$/, "")}/applications/${ctx.appId}/worklets/${worklet.id}/invoke` : null;
+    const invokeUrl = ctx.gatewayUrl ? joinUrl(ctx.gatewayUrl, path("applications", ctx.appId, "worklets", worklet.id, "invoke")) : null;
     const parts = [
       h("span", { class: "badge badge-muted", testid: "worklet-version" }, `version ${worklet.version}`),
       schedule
@@ -148,7 +148,7 @@ export async function renderWorkletPage(ctx, main, id) {
   }
 
   // ---------------------------------------------------------------- editor
-  const errorBox = h("div", { class: "editor-error", testid: "definition-error", hidden: true, role: "alert" });
+  const errors = createErrorBox({ testid: "definition-error", messageTestid: "definition-error-message", subject: "Block", field: "block" });
   const status = h("span", { class: "muted small", testid: "definition-status" });
   const saveButton = h("button", { type: "button", class: "primary", testid: "definition-save" }, "Save");
   const revertButton = h("button", { type: "button", testid: "definition-revert" }, "Revert");
@@ -163,24 +163,9 @@ export async function renderWorkletPage(ctx, main, id) {
     "section",
     { class: "card editor-card" },
     h("header", { class: "card-header" }, h("h2", {}, "Definition"), status, h("span", { class: "push" }), revertButton, saveButton),
-    errorBox,
+    errors.element,
     editor.element,
   );
-
-  function showError(message, { block = null, kind = "error" } = {}) {
-    errorBox.replaceChildren(
-      h("strong", {}, kind === "syntax" ? "Not valid JSON" : block ? `Block “${block}”` : "Not saved"),
-      h("span", { testid: "definition-error-message" }, message),
-    );
-    errorBox.dataset.block = block || "";
-    errorBox.hidden = false;
-  }
-
-  function hideError() {
-    errorBox.hidden = true;
-    errorBox.replaceChildren();
-    errorBox.dataset.block = "";
-  }
 
   function updateStatus() {
     const dirty = editor.getText() !== savedText;
@@ -196,12 +181,10 @@ export async function renderWorkletPage(ctx, main, id) {
     errorBlock = null;
     clearTimeout(parseTimer);
     parseTimer = setTimeout(() => {
-      try {
-        const parsed = editor.parse();
+      const parsed = parseOrShow(editor, errors);
+      if (parsed) {
         lastGood = parsed.value;
-        hideError();
-      } catch (err) {
-        if (err instanceof JsonSyntaxError) showError(syntaxMessage(editor.getText(), err), { kind: "syntax" });
+        errors.hide();
       }
       drawGraph();
     }, 250);
@@ -209,13 +192,8 @@ export async function renderWorkletPage(ctx, main, id) {
 
   async function save() {
     clearTimeout(parseTimer);
-    let parsed;
-    try {
-      parsed = editor.parse();
-    } catch (err) {
-      if (err instanceof JsonSyntaxError) showError(syntaxMessage(editor.getText(), err), { kind: "syntax" });
-      return;
-    }
+    const parsed = parseOrShow(editor, errors);
+    if (!parsed) return;
     lastGood = parsed.value;
     saveButton.disabled = true;
     saveButton.textContent = "Saving…";
@@ -225,7 +203,7 @@ export async function renderWorkletPage(ctx, main, id) {
       savedText = definitionText(saved.definition);
       lastGood = saved.definition;
       errorBlock = null;
-      hideError();
+      errors.hide();
       editor.setText(savedText);
       title.textContent = saved.name;
       updateStatus();
@@ -236,7 +214,7 @@ export async function renderWorkletPage(ctx, main, id) {
       await ctx.refreshSidebar();
     } catch (err) {
       errorBlock = err.block || null;
-      showError(err.message, { block: errorBlock });
+      errors.show(err.message, { at: errorBlock });
       if (errorBlock) {
         selected = errorBlock;
         editor.markObject(errorBlock, "error");
@@ -253,7 +231,7 @@ export async function renderWorkletPage(ctx, main, id) {
     editor.setText(savedText);
     lastGood = worklet.definition;
     errorBlock = null;
-    hideError();
+    errors.hide();
     updateStatus();
     drawGraph();
   });

@@ -145,7 +145,7 @@ async function open(appId, viewId, key) {
     else problemScreen("The view could not be loaded", err.message || String(err), { retry: () => open(appId, viewId, key) });
     return;
   }
-  const definition = body && !Array.isArray(body.components) && body.definition ? body.definition : body;
+  const definition = body;
   const title = (definition && (definition.title || definition.name)) || "Untitled view";
   document.title = title;
   const container = el("div", { class: "view-body" });

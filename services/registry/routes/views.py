@@ -37,7 +37,7 @@ from services.registry.errors import ComponentErrorResponse, Conflict, InvalidVi
 from services.registry.openapi import doc
 from services.registry.readmodel import view_definition_of, view_entry
 from services.registry.routes.worklets import resolve_worklets
-from services.registry.store import Document, now_stamp, parse_stamp
+from services.registry.store import Document, find_by_ref, now_stamp, parse_stamp
 from services.registry.validate_view import validate_view, worklet_references
 from shared.schemas import ViewDefinition, encoder
 from shared.subjects import Names
@@ -69,10 +69,7 @@ def _view(registry: Registry, doc_: Document) -> View:
 
 
 async def _find(registry: Registry, app_id: str, ref: str) -> Document:
-    views = registry.store.views
-    found = await views.find_one({"_id": ref, "app_id": app_id})
-    if found is None:
-        found = await views.find_one({"app_id": app_id, "name": ref})
+    found = await find_by_ref(registry.store.views, app_id, ref)
     if found is None:
         raise NotFound(f"no view {ref!r} in this application")
     return found
@@ -103,12 +100,6 @@ def _taken(name: str) -> Conflict:
     return Conflict(f"a view named {name!r} already exists in this application")
 
 
-async def _name_taken(registry: Registry, app_id: str, name: str, view_id: str | None) -> None:
-    other = await registry.store.views.find_one({"app_id": app_id, "name": name}, {"_id": 1})
-    if other is not None and other["_id"] != view_id:
-        raise _taken(name)
-
-
 async def _publish(registry: Registry, doc_: Document) -> None:
     await registry.readmodel.put(view_entry(doc_))
     await registry.readmodel.announce(doc_["app_id"], "view", doc_["_id"], "put")
@@ -120,7 +111,6 @@ async def create_view(request: Request, app: ApplicationDep, registry: RegistryD
     app_id = app["_id"]
     view = await _read_view(request, registry, app_id)
     async with registry.writing(app_id):
-        await _name_taken(registry, app_id, view.name, None)
         now = now_stamp()
         doc_ = {"_id": new_id(), "app_id": app_id, **_fields(view, now), "created_at": now}
         try:
@@ -163,7 +153,6 @@ async def update_view(
     view = await _read_view(request, registry, app_id)
     async with registry.writing(app_id):
         old = await _find(registry, app_id, view_id)
-        await _name_taken(registry, app_id, view.name, old["_id"])
         fields = _fields(view, now_stamp())
         try:
             moved = await registry.store.views.update_one(

@@ -34,7 +34,7 @@ from services.registry.context import Registry, RegistryDep
 from services.registry.errors import Conflict, InvalidDefinition, NotFound
 from services.registry.openapi import doc
 from services.registry.readmodel import definition_of, head_entry, settings_of, version_entry
-from services.registry.store import Document, now_stamp, parse_stamp
+from services.registry.store import Document, find_by_ref, now_stamp, parse_stamp
 from services.registry.validate import check_definition, worklet_references
 from shared.schemas import Definition, encoder
 from shared.subjects import Names
@@ -61,18 +61,17 @@ def _worklet(head: Document, version: Document) -> Worklet:
 
 
 async def find_worklet(registry: Registry, app_id: str, ref: str) -> Document:
-    worklets = registry.store.worklets
-    head = await worklets.find_one({"_id": ref, "app_id": app_id})
-    if head is None:
-        head = await worklets.find_one({"app_id": app_id, "name": ref})
+    head = await find_by_ref(registry.store.worklets, app_id, ref)
     if head is None:
         raise NotFound(f"no worklet {ref!r} in this application")
     return head
 
 
 async def _version(registry: Registry, head: Document, number: int) -> Document:
-    found = await registry.store.versions.find_one({"_id": _version_id(head["_id"], number)})
-    if found is None or number > head["version"]:
+    found = None
+    if number <= head["version"]:
+        found = await registry.store.versions.find_one({"_id": _version_id(head["_id"], number)})
+    if found is None:
         raise NotFound(f"worklet {head['_id']!r} has no version {number}")
     return found
 
@@ -90,14 +89,18 @@ async def _read_definition(request: Request, registry: Registry, app_id: str) ->
 
 
 async def resolve_worklets(registry: Registry, app_id: str, refs: Iterable[str]) -> dict[str, str]:
-    """The worklet id of each reference (an id or a name) that names one of the application."""
-    known: dict[str, str] = {}
+    """The worklet id of each reference (an id, else a name) that names one of the application:
+    two queries, however many references."""
+    wanted = list(set(refs))
+    if not wanted:
+        return {}
     worklets = registry.store.worklets
-    for ref in refs:
-        found = await worklets.find_one({"_id": ref, "app_id": app_id}, {"_id": 1})
-        found = found or await worklets.find_one({"app_id": app_id, "name": ref}, {"_id": 1})
-        if found is not None:
-            known[ref] = found["_id"]
+    by_id = worklets.find({"app_id": app_id, "_id": {"$in": wanted}}, {"_id": 1})
+    known: dict[str, str] = {d["_id"]: d["_id"] async for d in by_id}
+    rest = [ref for ref in wanted if ref not in known]
+    if rest:
+        by_name = worklets.find({"app_id": app_id, "name": {"$in": rest}}, {"name": 1})
+        known.update({d["name"]: d["_id"] async for d in by_name})
     return known
 
 
