@@ -24,7 +24,7 @@ from services.gateway.results import Results
 from shared.errors import ErrorCode
 from shared.schemas import RunQueued, RunRequest, Trigger, WorkletHead, encoder
 from shared.settings import GatewaySettings
-from shared.subjects import MSG_ID
+from shared.subjects import EVENT_KIND_HEADER, MSG_ID
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Invoker:
         return (
             hpub(
                 events.encode(),
-                header_block((MSG_ID, f"{run_id}.queued")),
+                header_block((MSG_ID, f"{run_id}.queued"), (EVENT_KIND_HEADER, "queued")),
                 queued_payload,
                 queued_ack,
             ),

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from shared.schemas import event_decoder
+from shared.subjects import EVENT_KIND_HEADER
 from tests.integration.workload import Gateway, kind
 from tests.registry.support import eventually
 from tests.stack import Stack, code_worklet
@@ -209,12 +210,14 @@ async def test_events_of_an_application_can_be_followed_live(
     app: App, stack: Stack, nc: Client
 ) -> None:
     seen: list[str] = []
+    headers: list[str | None] = []
     done = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
         event = event_decoder.decode(msg.data)
         if event.parent_run_id is None:
             seen.append(kind(event))
+            headers.append((msg.headers or {}).get(EVENT_KIND_HEADER))
             if kind(event) == "succeeded":
                 done.set()
 
@@ -226,6 +229,7 @@ async def test_events_of_an_application_can_be_followed_live(
     finally:
         await sub.unsubscribe()
     assert seen == ["queued", "started"] + ["block_finished"] * 4 + ["succeeded"]
+    assert headers == seen  # every event says its kind in a header too, the gateway's included
 
 
 async def test_keys_are_scoped_and_revocable_end_to_end(app: App, stack: Stack) -> None:
